@@ -1,0 +1,80 @@
+# cdam - class-discriminative attention maps for vision transformers.
+#   make            build build/libcdam.a and build/cdam
+#   make run        install missing packages, build, run the CLI on a sample
+#   make test       install missing packages, build, run every test
+#   make test-ref   regenerate the PyTorch goldens (needs python3-torch; tools/install-deps.sh --ref)
+#   make bench      forward-pass benchmark on a full-size random ViT-S/8 (see bench/README.md)
+#   make SANITIZE=address test   /   make SANITIZE=undefined test   (separate build dirs)
+
+CC      ?= gcc
+PYTHON  ?= /usr/bin/python3
+SANITIZE ?=
+BUILD   ?= build$(if $(SANITIZE),-$(SANITIZE),)
+
+PKGS     := openblas libwebp
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+CFLAGS  ?= -O3 -g
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fno-math-errno -fopenmp-simd -pthread -Icore $(PKG_CFLAGS)
+LDLIBS  += $(PKG_LIBS) -lm -pthread
+
+ifeq ($(SANITIZE),address)
+  CFLAGS  += -fsanitize=address -fno-omit-frame-pointer
+  LDFLAGS += -fsanitize=address
+else ifeq ($(SANITIZE),undefined)
+  CFLAGS  += -fsanitize=undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+  LDFLAGS += -fsanitize=undefined
+else ifneq ($(SANITIZE),)
+  $(error SANITIZE must be address or undefined)
+endif
+
+CORE_SRC := $(filter-out core/cli.c,$(wildcard core/*.c))
+CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/%.o)
+TEST_SRC := $(wildcard tests/test_*.c)
+TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+
+.PHONY: all deps run test test-ref bench clean
+all: $(BUILD)/cdam $(TEST_BIN)
+
+deps:
+	@tools/install-deps.sh
+
+$(BUILD)/%.o: %.c $(wildcard core/*.h) Makefile
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/libcdam.a: $(CORE_OBJ)
+	ar rcs $@ $^
+
+$(BUILD)/cdam: $(BUILD)/core/cli.o $(BUILD)/libcdam.a
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(BUILD)/tests/%: tests/%.c tests/check.h $(BUILD)/libcdam.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libcdam.a $(LDLIBS) -o $@
+
+run: deps
+	@$(MAKE) --no-print-directory $(BUILD)/cdam
+	@echo "cdam: no server yet (issue 5); running the CLI on the tiny test model and a test image"
+	$(BUILD)/cdam info --model tests/data/models/tiny.safetensors
+	$(BUILD)/cdam predict --model tests/data/models/tiny.safetensors tests/data/images/rgb8.png
+
+test: deps
+	@$(MAKE) --no-print-directory all
+	tests/run.sh $(TEST_BIN)
+
+test-ref:
+	@tools/install-deps.sh --ref
+	$(PYTHON) tests/ref/make_images.py
+	$(PYTHON) tests/ref/make_goldens.py
+
+bench: deps
+	@$(MAKE) --no-print-directory all $(BUILD)/bench_forward
+	bench/run.sh $(BUILD)
+
+$(BUILD)/bench_forward: bench/bench_forward.c $(BUILD)/libcdam.a
+	$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libcdam.a $(LDLIBS) -o $@
+
+clean:
+	rm -rf build build-address build-undefined

@@ -1,0 +1,87 @@
+/* vit.h - the DINO ViT forward pass on OpenBLAS, and its per-worker workspace.
+ *
+ * Usage:
+ *     vit_ws *ws;
+ *     vit_ws_create(m, 1024, 1024, 2, 0, &ws, err);   // largest input, threads, flags
+ *     vit_forward(m, ws, x, 224, 224, err);            // x: (3, 224, 224) normalised
+ *     ws->logits[c], ws->latent[d], ws->t[i * D + j] ...
+ *     vit_ws_free(ws);
+ *
+ * Legend: P patch, D embedding, H heads, Dh = D/H, F MLP width, L blocks, gh x gw grid,
+ * n = gh*gw patches, N = n + 1 tokens (CLS first, then patches row-major), C classes.
+ *
+ * Threads: a workspace owns a team of nthreads threads (the caller is one of them);
+ * each runs whole blocks on its share of the rows, calling single-threaded sgemm, and
+ * the team meets twice per block (after q,k,v; after the block). OpenBLAS's own
+ * threading is therefore switched off by vit_ws_create (openblas_set_num_threads(1),
+ * a process-wide setting). Several workspaces may run forward passes at the same time
+ * on one model; a workspace is used by one caller at a time.
+ *
+ * Memory: everything is allocated (and touched) once by vit_ws_create for the largest
+ * input; vit_forward allocates nothing. Recording every block's output (VIT_REC_BLOCKS)
+ * costs (L + 1) * N * D floats more.
+ *
+ * Results, valid until the next vit_forward on the workspace: see the struct below.
+ */
+#ifndef CDAM_VIT_H
+#define CDAM_VIT_H
+
+#include "errors.h"
+#include "model.h"
+#include "pool.h"
+
+enum {
+    VIT_REC_BLOCKS = 1,  // keep the embedding and every block's output in ws->rec
+};
+
+typedef struct vit_ws {
+    // configuration (read-only)
+    int max_h, max_w, max_N;     // the largest input the workspace was sized for
+    int nthreads;
+    unsigned flags;
+    // results of the last vit_forward
+    int H, W, gh, gw, N;         // input size, grid, tokens
+    const float *pos;            // (N, D) position embedding used (resampled if needed)
+    float *x;                    // (N, D) residual stream (after the last block)
+    float *t;                    // (N, D) LN1 output of the LAST block: T^L
+    float *qkv;                  // (N, 3D) q, k, v of the last block
+    float *cls_attn;             // (H, N) last block's attention of the CLS query
+    float *cls_norm;             // (4, D) final-normed CLS rows of blocks L-4..L-1
+                                 //   (fewer blocks: the rows that exist, last at [3])
+    float *latent;               // (D) or (4D) the head's input: z (= cls_norm[3]) or
+                                 //   the concatenated last-4 rows for a probe head
+    float *logits;               // (C)
+    float *rec;                  // (L + 1, N, D) with VIT_REC_BLOCKS: [0] embedding,
+                                 //   [l + 1] after block l; NULL otherwise
+    // internals
+    float *pos_buf;              // (max_N, D)
+    int pos_gh, pos_gw;          // grid pos_buf holds, 0 if none
+    float *patches;              // (max_n, 3*P*P) unfolded input
+    float *scratch;              // per-thread: scores tile, o, u, hidden
+    long scratch_per_thread;     // floats
+    int chunk_rows;              // rows per attention/MLP tile
+    tpool *pool;
+    const vit_model *m;          // the model of the running pass
+    const float *img;            // the input of the running pass
+    char *errbuf;                // message for errors found inside the team
+} vit_ws;
+
+// Creates a workspace for inputs up to max_h x max_w (multiples of P). nthreads >= 1.
+int vit_ws_create(const vit_model *m, int max_h, int max_w, int nthreads, unsigned flags, vit_ws **out, char *err);
+void vit_ws_free(vit_ws *ws);
+
+// Runs the forward pass on x (3, H, W), H and W multiples of P within the workspace's
+// size. Fills the results above. CDAM_EINVAL for a size it cannot take.
+int vit_forward(const vit_model *m, vit_ws *ws, const float *x, int H, int W, char *err);
+
+// Position embedding for a gh x gw grid, resampled from the model's g0 x g0 exactly
+// as DINO does (bicubic a = -0.75, scale factors (g + 0.1) / g0, align_corners false,
+// edges clamped); copied unchanged when the grid is g0 x g0. out: (1 + gh*gw, D).
+void vit_pos_embed(const vit_model *m, int gh, int gw, float *out);
+
+// softmax of the logits for display; probs: (C).
+void vit_softmax(const float *logits, int C, float *probs);
+// Indices of the k largest values, largest first (ties: lower index first). k <= C.
+void vit_topk(const float *v, int C, int k, int *idx);
+
+#endif

@@ -1,0 +1,126 @@
+/* test_vit.c - the C forward pass against the PyTorch goldens of tests/ref/.
+ * Tolerance: check_close with rtol 1e-4 (float32 engine vs float64 reference; the
+ * measured worst errors are printed, typically ~1e-6). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "safetensors.h"
+#include "vit.h"
+
+#define RTOL 1e-4
+
+static float *golden(const st_file *g, const char *name, long *n) {
+    const st_tensor *t = st_find(g, name);
+    if (!t) return NULL;
+    *n = (long)st_numel(t);
+    float *p = malloc(sizeof(float) * (size_t)*n);
+    st_to_f32(t, p);
+    return p;
+}
+
+static void compare(const char *label, const char *name, const st_file *g, const float *got, long n_expect) {
+    long n = 0;
+    float *want = golden(g, name, &n);
+    CHECK(want != NULL, "%s: golden has no '%s'", label, name);
+    if (!want) return;
+    CHECK(n == n_expect, "%s: '%s' has %ld values, engine %ld", label, name, n, n_expect);
+    char what[128];
+    snprintf(what, sizeof what, "%s %s", label, name);
+    if (n == n_expect) check_close(what, got, want, n, RTOL);
+    free(want);
+}
+
+// Runs model (one or more files) on the golden's input with nthreads and compares.
+static void run_case(const char *const *files, int nfiles, const char *golden_path, int nthreads) {
+    char err[CDAM_ERR_MAX], label[160];
+    vit_model *m = NULL;
+    st_file g;
+    snprintf(label, sizeof label, "%s (%s%s, %d thr)", strrchr(golden_path, '/') + 1, files[0] + 18, nfiles > 1 ? "+" : "", nthreads);
+    int rc = vit_model_load(files, nfiles, NULL, &m, err);
+    CHECK(rc == 0, "load %s: %s", files[0], err);
+    rc = st_open(golden_path, &g, err);
+    CHECK(rc == 0, "open %s: %s", golden_path, err);
+    if (!m || rc) { vit_model_free(m); return; }
+    const st_tensor *in = st_find(&g, "input");
+    int H = (int)in->shape[1], W = (int)in->shape[2];
+    long n = 0;
+    float *x = golden(&g, "input", &n);
+    vit_ws *ws = NULL;
+    rc = vit_ws_create(m, 64, 64, nthreads, VIT_REC_BLOCKS, &ws, err);
+    CHECK(rc == 0, "ws: %s", err);
+    rc = vit_forward(m, ws, x, H, W, err);
+    CHECK(rc == 0, "forward: %s", err);
+    const vit_config *c = &m->cfg;
+    long ND = (long)ws->N * c->D;
+    compare(label, "pos_embed", &g, ws->pos, ND);
+    compare(label, "embed", &g, ws->rec, ND);
+    for (int l = 0; l < c->L; l++) {
+        char name[32];
+        snprintf(name, sizeof name, "block.%d", l);
+        compare(label, name, &g, ws->rec + (l + 1) * ND, ND);
+    }
+    compare(label, "latent", &g, ws->latent, c->head_in ? c->head_in : c->D);
+    compare(label, "logits", &g, ws->logits, c->C);
+    free(x);
+    vit_ws_free(ws);
+    vit_model_free(m);
+    st_close(&g);
+}
+
+int main(void) {
+    const char *tiny[] = {"tests/data/models/tiny.safetensors"};
+    const char *hf[] = {"tests/data/models/tiny_hf.safetensors"};
+    const char *split[] = {"tests/data/models/tiny_backbone.safetensors", "tests/data/models/tiny_head.safetensors"};
+    const char *f16[] = {"tests/data/models/tiny_f16.safetensors"};
+    const char *bf16[] = {"tests/data/models/tiny_bf16.safetensors"};
+    const char *probe[] = {"tests/data/models/probe.safetensors"};
+    const char *tiny_cases[] = {"32x32", "48x48", "24x40", "64x32"};
+    char path[128];
+    for (int i = 0; i < 4; i++) {
+        snprintf(path, sizeof path, "tests/data/golden/tiny_%s.safetensors", tiny_cases[i]);
+        for (int t = 1; t <= 3; t++) run_case(tiny, 1, path, t);
+    }
+    run_case(hf, 1, "tests/data/golden/tiny_24x40.safetensors", 2);
+    run_case(split, 2, "tests/data/golden/tiny_48x48.safetensors", 2);
+    run_case(f16, 1, "tests/data/golden/tiny_f16_32x32.safetensors", 2);
+    run_case(bf16, 1, "tests/data/golden/tiny_bf16_32x32.safetensors", 2);
+    run_case(probe, 1, "tests/data/golden/probe_24x24.safetensors", 1);
+    run_case(probe, 1, "tests/data/golden/probe_32x20.safetensors", 2);
+
+    // The same workspace serves different sizes in turn (the cached position
+    // embedding must follow the grid).
+    {
+        char err[CDAM_ERR_MAX];
+        vit_model *m;
+        vit_ws *ws;
+        CHECK(vit_model_load(tiny, 1, NULL, &m, err) == 0, "%s", err);
+        CHECK(vit_ws_create(m, 64, 64, 2, 0, &ws, err) == 0, "%s", err);
+        const char *order[] = {"48x48", "32x32", "48x48", "24x40"};
+        for (int i = 0; i < 4; i++) {
+            st_file g;
+            snprintf(path, sizeof path, "tests/data/golden/tiny_%s.safetensors", order[i]);
+            st_open(path, &g, err);
+            long n = 0;
+            float *x = golden(&g, "input", &n);
+            const st_tensor *in = st_find(&g, "input");
+            CHECK(vit_forward(m, ws, x, (int)in->shape[1], (int)in->shape[2], err) == 0, "%s", err);
+            char what[64];
+            snprintf(what, sizeof what, "reused ws, %s logits", order[i]);
+            float *want = golden(&g, "logits", &n);
+            check_close(what, ws->logits, want, n, RTOL);
+            free(x);
+            free(want);
+            st_close(&g);
+        }
+        // Bad sizes are refused with a reason.
+        float dummy[3 * 72 * 72] = {0};
+        CHECK(vit_forward(m, ws, dummy, 30, 32, err) == CDAM_EINVAL && strstr(err, "multiple"), "30x32: %s", err);
+        CHECK(vit_forward(m, ws, dummy, 72, 32, err) == CDAM_ELIMIT && strstr(err, "maximum"), "72x32: %s", err);
+        CHECK(vit_forward(m, ws, dummy, 0, 32, err) == CDAM_EINVAL, "0x32");
+        vit_ws_free(ws);
+        vit_model_free(m);
+    }
+    return check_summary("test_vit");
+}

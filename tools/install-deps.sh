@@ -1,0 +1,20 @@
+#!/bin/sh
+# Installs the Debian packages cdam needs to build and test, and only those that are
+# missing (idempotent; a no-op on a machine that has them all). Run as root, or with
+# sudo available. Usage: tools/install-deps.sh [--ref]   (--ref adds python3-torch etc.
+# for `make test-ref`, regenerating the PyTorch goldens; never needed at run time).
+set -eu
+pkgs="gcc make pkg-config libc6-dev libopenblas-dev libstb-dev libwebp-dev"
+if [ "${1:-}" = "--ref" ]; then
+  pkgs="$pkgs python3 python3-torch python3-numpy python3-pil"
+fi
+missing=""
+for p in $pkgs; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+echo "install-deps: installing$missing" >&2
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
