@@ -29,7 +29,7 @@ static int check_passed, check_failed;
  * at the tensor's own scale, so entries that are nearly zero (where a relative error
  * is meaningless) are judged against the size of the whole tensor. Prints the worst
  * element's error relative to that bound's scale and returns 1 when all pass. */
-static int check_close(const char *what, const float *got, const float *want, long n, double rtol) {
+static inline int check_close(const char *what, const float *got, const float *want, long n, double rtol) {
     double ss = 0;
     for (long i = 0; i < n; i++) ss += (double)want[i] * want[i];
     double rms = n ? sqrt(ss / n) : 0;
@@ -48,7 +48,7 @@ static int check_close(const char *what, const float *got, const float *want, lo
     return bad == 0;
 }
 
-static int check_summary(const char *name) {
+static inline int check_summary(const char *name) {
     printf("%s: %d passed, %d failed\n", name, check_passed, check_failed);
     return check_failed ? 1 : 0;
 }
