@@ -63,14 +63,16 @@ CLONES void layernorm_forward(float *out, float *mean, float *rstd, const float 
     for (int r = 0; r < R; r++) {
         const float *x = in + (long)r * D;
         float *y = out + (long)r * D;
-        float s = 0;
+        // Sums in double: residual streams carry large channel offsets, and a float
+        // sum's error in the mean would shift every output by it.
+        double s = 0;
 #pragma omp simd reduction(+ : s)
         for (int i = 0; i < D; i++) s += x[i];
-        float m = s / D;
-        float v = 0;
+        float m = (float)(s / D);
+        double v = 0;
 #pragma omp simd reduction(+ : v)
-        for (int i = 0; i < D; i++) v += (x[i] - m) * (x[i] - m);
-        float rs = 1.0f / sqrtf(v / D + eps);
+        for (int i = 0; i < D; i++) v += (double)(x[i] - m) * (x[i] - m);
+        float rs = (float)(1.0 / sqrt(v / D + eps));
         for (int i = 0; i < D; i++) y[i] = (x[i] - m) * rs * w[i] + b[i];
         if (mean) mean[r] = m;
         if (rstd) rstd[r] = rs;

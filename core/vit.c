@@ -52,8 +52,10 @@ int vit_ws_create(const vit_model *m, int max_h, int max_w, int nthreads, unsign
     ws->scratch = alloc_touched(ws->scratch_per_thread * nthreads);
     ws->errbuf = calloc(1, CDAM_ERR_MAX);
     if (flags & VIT_REC_BLOCKS) ws->rec = alloc_touched((c->L + 1L) * N * D);
+    if (flags & VIT_REC_LN1) ws->rec_ln1 = alloc_touched((long)c->L * N * D);
     if (!ws->pos_buf || !ws->x || !ws->t || !ws->qkv || !ws->cls_attn || !ws->cls_norm || !ws->latent || !ws->logits ||
-        !ws->patches || !ws->scratch || !ws->errbuf || ((flags & VIT_REC_BLOCKS) && !ws->rec)) {
+        !ws->patches || !ws->scratch || !ws->errbuf || ((flags & VIT_REC_BLOCKS) && !ws->rec) ||
+        ((flags & VIT_REC_LN1) && !ws->rec_ln1)) {
         vit_ws_free(ws);
         return cdam_fail(err, CDAM_ENOMEM, "out of memory for a %dx%d workspace", max_h, max_w);
     }
@@ -81,6 +83,7 @@ void vit_ws_free(vit_ws *ws) {
     free(ws->patches);
     free(ws->scratch);
     free(ws->rec);
+    free(ws->rec_ln1);
     free(ws->errbuf);
     free(ws);
 }
@@ -233,6 +236,7 @@ static void forward_team(void *arg, int tid, int nt) {
     for (int l = 0; l < c->L; l++) {
         const vit_block *b = &m->blocks[l];
         block_qkv(m, b, ws, r0, r1);
+        if (ws->rec_ln1) memcpy(ws->rec_ln1 + (l * N + r0) * D, ws->t + r0 * D, sizeof(float) * (size_t)((r1 - r0) * D));
         tpool_barrier(ws->pool);                                // k, v of all rows ready
         for (long c0 = r0; c0 < r1; c0 += tile)
             block_rest(m, b, ws, c0, c0 + tile < r1 ? c0 + tile : r1, scr, l == c->L - 1);

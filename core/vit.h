@@ -19,7 +19,7 @@
  *
  * Memory: everything is allocated (and touched) once by vit_ws_create for the largest
  * input; vit_forward allocates nothing. Recording every block's output (VIT_REC_BLOCKS)
- * costs (L + 1) * N * D floats more.
+ * costs (L + 1) * N * D floats more, every block's LN1 output (VIT_REC_LN1) L * N * D.
  *
  * Results, valid until the next vit_forward on the workspace: see the struct below.
  */
@@ -32,6 +32,7 @@
 
 enum {
     VIT_REC_BLOCKS = 1,  // keep the embedding and every block's output in ws->rec
+    VIT_REC_LN1 = 2,     // keep every block's LN1 output in ws->rec_ln1
 };
 
 typedef struct vit_ws {
@@ -53,6 +54,7 @@ typedef struct vit_ws {
     float *logits;               // (C)
     float *rec;                  // (L + 1, N, D) with VIT_REC_BLOCKS: [0] embedding,
                                  //   [l + 1] after block l; NULL otherwise
+    float *rec_ln1;              // (L, N, D) with VIT_REC_LN1: LN1 output of block l
     // internals
     float *pos_buf;              // (max_N, D)
     int pos_gh, pos_gw;          // grid pos_buf holds, 0 if none

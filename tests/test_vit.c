@@ -1,6 +1,8 @@
 /* test_vit.c - the C forward pass against the PyTorch goldens of tests/ref/.
  * Tolerance: check_close with rtol 1e-4 (float32 engine vs float64 reference; the
  * measured worst errors are printed, typically ~1e-6). */
+#include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +24,14 @@ static float *golden(const st_file *g, const char *name, long *n) {
 
 static void compare(const char *label, const char *name, const st_file *g, const float *got, long n_expect) {
     long n = 0;
+    char last[32];
+    if (!strcmp(name, "ln1 (ws->t = T^L)")) {  // the last block's LN1 output, kept in ws->t
+        int L = 0;
+        while (snprintf(last, sizeof last, "ln1.%d", L), st_find(g, last)) L++;
+        snprintf(last, sizeof last, "ln1.%d", L - 1);
+        n_expect = (long)st_numel(st_find(g, last));
+        name = last;
+    }
     float *want = golden(g, name, &n);
     CHECK(want != NULL, "%s: golden has no '%s'", label, name);
     if (!want) return;
@@ -48,7 +58,7 @@ static void run_case(const char *const *files, int nfiles, const char *golden_pa
     long n = 0;
     float *x = golden(&g, "input", &n);
     vit_ws *ws = NULL;
-    rc = vit_ws_create(m, 64, 64, nthreads, VIT_REC_BLOCKS, &ws, err);
+    rc = vit_ws_create(m, 64, 64, nthreads, VIT_REC_BLOCKS | VIT_REC_LN1, &ws, err);
     CHECK(rc == 0, "ws: %s", err);
     rc = vit_forward(m, ws, x, H, W, err);
     CHECK(rc == 0, "forward: %s", err);
@@ -60,13 +70,47 @@ static void run_case(const char *const *files, int nfiles, const char *golden_pa
         char name[32];
         snprintf(name, sizeof name, "block.%d", l);
         compare(label, name, &g, ws->rec + (l + 1) * ND, ND);
+        snprintf(name, sizeof name, "ln1.%d", l);
+        compare(label, name, &g, ws->rec_ln1 + l * ND, ND);
     }
+    compare(label, "ln1 (ws->t = T^L)", &g, ws->t, 0);
+    compare(label, "attn_cls", &g, ws->cls_attn, (long)c->H * ws->N);
     compare(label, "latent", &g, ws->latent, c->head_in ? c->head_in : c->D);
     compare(label, "logits", &g, ws->logits, c->C);
     free(x);
     vit_ws_free(ws);
     vit_model_free(m);
     st_close(&g);
+}
+
+// Several threads, each with its own workspace, run forward passes on one shared
+// model at the same time; every result must still match its golden.
+typedef struct {
+    const vit_model *m;
+    int id, ok;
+} conc_arg;
+
+static void *conc_worker(void *p) {
+    conc_arg *a = p;
+    const char *cases[] = {"32x32", "48x48", "24x40", "64x32"};
+    char err[CDAM_ERR_MAX], path[128];
+    vit_ws *ws;
+    a->ok = vit_ws_create(a->m, 64, 64, 1 + a->id % 2, 0, &ws, err) == 0;
+    for (int it = 0; a->ok && it < 12; it++) {
+        st_file g;
+        snprintf(path, sizeof path, "tests/data/golden/tiny_%s.safetensors", cases[(it + a->id) % 4]);
+        if (st_open(path, &g, err) < 0) { a->ok = 0; break; }
+        long n = 0, nl = 0;
+        float *x = golden(&g, "input", &n), *want = golden(&g, "logits", &nl);
+        const st_tensor *in = st_find(&g, "input");
+        a->ok = vit_forward(a->m, ws, x, (int)in->shape[1], (int)in->shape[2], err) == 0;
+        for (long i = 0; a->ok && i < nl; i++) a->ok = fabsf(ws->logits[i] - want[i]) <= 1e-4f * (fabsf(want[i]) + 1);
+        free(x);
+        free(want);
+        st_close(&g);
+    }
+    if (a->ok) vit_ws_free(ws);
+    return NULL;
 }
 
 int main(void) {
@@ -120,6 +164,22 @@ int main(void) {
         CHECK(vit_forward(m, ws, dummy, 72, 32, err) == CDAM_ELIMIT && strstr(err, "maximum"), "72x32: %s", err);
         CHECK(vit_forward(m, ws, dummy, 0, 32, err) == CDAM_EINVAL, "0x32");
         vit_ws_free(ws);
+        vit_model_free(m);
+    }
+    {
+        char err[CDAM_ERR_MAX];
+        vit_model *m;
+        CHECK(vit_model_load(tiny, 1, NULL, &m, err) == 0, "%s", err);
+        pthread_t th[4];
+        conc_arg a[4];
+        for (int i = 0; i < 4; i++) {
+            a[i] = (conc_arg){m, i, 0};
+            pthread_create(&th[i], NULL, conc_worker, &a[i]);
+        }
+        for (int i = 0; i < 4; i++) {
+            pthread_join(th[i], NULL);
+            CHECK(a[i].ok, "concurrent worker %d got wrong logits", i);
+        }
         vit_model_free(m);
     }
     return check_summary("test_vit");

@@ -99,6 +99,8 @@ def write_golden(case, x, out, L):
     keys = ["input", "pos_embed", "embed"] + [f"block.{i}" for i in range(L)] + ["norm", "latent", "logits"]
     t = {"input": x.astype(np.float32)}
     t.update({k: out[k].astype(np.float32) for k in keys[1:]})
+    t.update({f"ln1.{i}": out[f"ln1.{i}"].astype(np.float32) for i in range(L)})
+    t["attn_cls"] = out[f"attn.{L - 1}"][:, 0, :].astype(np.float32)  # (H, N) last block, CLS query
     path = os.path.join(GOLDEN, f"{case}.safetensors")
     st.save(path, t, {"case": case, "dtype_of_compute": "float64", "pos_resample": "dino"})
     return path
@@ -171,6 +173,8 @@ def verify(cases, L_of):
         want = {"input": (3, H, W), "pos_embed": (N, D), "embed": (N, D), "norm": (N, D),
                 "latent": (Z,), "logits": (C,)}
         want.update({f"block.{i}": (N, D) for i in range(L_of[mname])})
+        want.update({f"ln1.{i}": (N, D) for i in range(L_of[mname])})
+        want["attn_cls"] = (D // 16, N)  # tiny: 2 heads of 16, probe: 3 heads of 16
         got = {k: v.shape for k, v in g.items()}
         assert got == want and all(v.dtype == np.float32 for v in g.values()), (mname, got)
 
@@ -236,7 +240,9 @@ def verify(cases, L_of):
         g = st.load(os.path.join(GOLDEN, f"{mname}_{H}x{W}.safetensors"))[0]
         model = vit_ref.vit_from_state(s, m, dtype=torch.float32)
         with torch.no_grad():
-            out = model(torch.as_tensor(g["input"]))
+            out = model(torch.as_tensor(g["input"]), extras=True)
+        L = sum(1 for k in g if k.startswith("block."))
+        out["attn_cls"] = out[f"attn.{L - 1}"][:, 0, :]
         errs = {k: rel_err(out[k].detach().numpy(), g[k]) for k in g if k != "input"}
         k = max(errs, key=errs.get)
         worst = max(worst, errs[k])
