@@ -12,16 +12,34 @@ if [ ! -f "$MODEL" ]; then
   "$PY" tools/make_random_model.py "$MODEL"
 fi
 echo "== C engine (build/bench_forward)"
-"$BUILD/bench_forward" "$MODEL" --sizes 224,480 --threads 1,2 --reps 7
+"$BUILD/bench_forward" "$MODEL" --sizes 224,480 --threads 1,2 --reps 7 | tee "$BUILD/bench_c.txt"
 if "$PY" -c 'import torch' 2>/dev/null; then
   echo "== PyTorch $("$PY" -c 'import torch; print(torch.__version__)') on the same machine, ms (default allocator)"
+  : > "$BUILD/bench_torch.txt"
   for s in 224 480; do
-    for cfg in "1 1" "1 2" "2 1"; do
+    for cfg in "1 2" "2 1" "1 1" "2 2"; do
       set -- $cfg
       printf 'size %s, OMP_NUM_THREADS=%s OPENBLAS_NUM_THREADS=%s: ' "$s" "$1" "$2"
-      OMP_NUM_THREADS=$1 OPENBLAS_NUM_THREADS=$2 "$PY" bench/torch_forward.py "$MODEL" --size "$s" --reps 7
+      OMP_NUM_THREADS=$1 OPENBLAS_NUM_THREADS=$2 "$PY" bench/torch_forward.py "$MODEL" --size "$s" --reps 7 | tee -a "$BUILD/bench_torch.txt"
     done
   done
+  echo "== speed-up of the C engine (2 threads) over PyTorch's best thread setting (median ms)"
+  "$PY" - "$BUILD" <<'PYEOF'
+import json, sys
+b = sys.argv[1]
+c = {}
+for line in open(f"{b}/bench_c.txt"):
+    f = [x.strip() for x in line.split("|")]
+    if len(f) > 5 and f[1].isdigit() and f[2] == "2":
+        c[int(f[1])] = float(f[4])
+t = {}
+for line in open(f"{b}/bench_torch.txt"):
+    r = json.loads(line)
+    t[r["height"]] = min(t.get(r["height"], 1e18), r["ms_median"])
+for s in sorted(c):
+    if s in t:
+        print(f"{s}x{s}: C {c[s]:.1f} ms, PyTorch best {t[s]:.1f} ms -> {t[s] / c[s]:.2f}x")
+PYEOF
   echo "== parity: C vs PyTorch logits at 224 on the same random input"
   "$PY" -c 'import numpy as np; np.random.default_rng(0).standard_normal((3,224,224)).astype(np.float32).tofile("'"$BUILD"'/x224.f32")'
   "$BUILD/bench_forward" "$MODEL" --sizes 224 --threads 2 --input "$BUILD/x224.f32" --dump "$BUILD/c_logits.f32"
