@@ -62,7 +62,7 @@ run: deps
 
 test: deps
 	@$(MAKE) --no-print-directory all
-	tests/run.sh $(TEST_BIN)
+	tests/run.sh $(TEST_BIN) "tests/test_cli.sh $(BUILD)"
 
 test-ref:
 	@tools/install-deps.sh --ref

@@ -1,10 +1,12 @@
 #!/bin/sh
-# Runs every test binary given on the command line from the repository root, then
-# prints the total as "N passed, N failed". Exit status 1 if anything failed.
+# Runs every test given on the command line (a binary, or a command with arguments in
+# one quoted word) from the repository root, then prints the total as
+# "N passed, N failed". Each test's last line must be "<name>: N passed, N failed".
+# Exit status 1 if anything failed.
 pass=0; fail=0; status=0
 for t in "$@"; do
   echo "== $t"
-  out=$("$t" 2>&1); rc=$?
+  out=$($t 2>&1); rc=$?
   printf '%s\n' "$out"
   line=$(printf '%s\n' "$out" | tail -n 1)
   p=$(printf '%s' "$line" | sed -n 's/.*: \([0-9]*\) passed, \([0-9]*\) failed$/\1/p')
