@@ -91,6 +91,24 @@ void layernorm_forward_ref(float *out, const float *in, const float *w, const fl
     }
 }
 
+CLONES void layernorm_backward(float *dinp, const float *dout, const float *inp, const float *w, const float *mean,
+                               const float *rstd, int R, int D) {
+    for (int r = 0; r < R; r++) {
+        const float *x = inp + (long)r * D, *dy = dout + (long)r * D;
+        float *dx = dinp + (long)r * D;
+        float m = mean[r], rs = rstd[r];
+        double sg = 0, sgx = 0;  // mean(g), mean(g * xhat)
+#pragma omp simd reduction(+ : sg, sgx)
+        for (int i = 0; i < D; i++) {
+            float g = dy[i] * w[i];
+            sg += g;
+            sgx += (double)g * ((x[i] - m) * rs);
+        }
+        float mg = (float)(sg / D), mgx = (float)(sgx / D);
+        for (int i = 0; i < D; i++) dx[i] += rs * (dy[i] * w[i] - mg - (x[i] - m) * rs * mgx);
+    }
+}
+
 CLONES void bias_add(float *x, const float *b, int R, int D) {
     for (int r = 0; r < R; r++)
         for (int i = 0; i < D; i++) x[(long)r * D + i] += b[i];
@@ -107,6 +125,40 @@ void bias_gelu_forward_ref(float *h, const float *b, int R, int F) {
     for (long i = 0; i < (long)R * F; i++) {
         double x = (double)h[i] + b[i % F];
         h[i] = (float)(0.5 * x * erfc(-x / sqrt(2.0)));
+    }
+}
+
+/* GELU'(x) = Phi(x) + x phi(x), with Phi from the same erfc as the forward. */
+static inline float fgelu_grad(float x) {
+    float z = fabsf(x) * 0.70710678118654752f;
+    float t = 1.0f / (1.0f + 0.5f * z);
+    float p = 0.17087277f;
+    p = p * t - 0.82215223f;
+    p = p * t + 1.48851587f;
+    p = p * t - 1.13520398f;
+    p = p * t + 0.27886807f;
+    p = p * t - 0.18628806f;
+    p = p * t + 0.09678418f;
+    p = p * t + 0.37409196f;
+    p = p * t + 1.00002368f;
+    p = p * t - 1.26551223f;
+    float e = t * fexp(-z * z + p);  // erfc(|x| / sqrt 2)
+    float cdf = x >= 0 ? 1.0f - 0.5f * e : 0.5f * e;
+    return cdf + x * 0.39894228040143268f * fexp(-0.5f * x * x);
+}
+
+CLONES void gelu_backward(float *dx, const float *x, const float *dy, long n) {
+    for (long i = 0; i < n; i++) dx[i] = dy[i] * fgelu_grad(x[i]);
+}
+
+CLONES void softmax_backward(float *ds, const float *a, const float *da, int R, int N, int ld) {
+    for (int r = 0; r < R; r++) {
+        const float *ar = a + (long)r * ld, *dar = da + (long)r * ld;
+        float *dsr = ds + (long)r * ld;
+        float dot = 0;
+#pragma omp simd reduction(+ : dot)
+        for (int i = 0; i < N; i++) dot += ar[i] * dar[i];
+        for (int i = 0; i < N; i++) dsr[i] = ar[i] * (dar[i] - dot);
     }
 }
 

@@ -21,6 +21,12 @@ void layernorm_forward(float *out, float *mean, float *rstd, const float *in, co
                        const float *b, int R, int D, float eps);
 void layernorm_forward_ref(float *out, const float *in, const float *w, const float *b, int R, int D, float eps);
 
+// Activation gradient of layernorm_forward (no parameter gradients), ACCUMULATED:
+// dinp[r] += rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dout[r] * w,
+// xhat = (inp[r] - mean[r]) * rstd[r]. All (R, D) but w (D), mean/rstd (R).
+void layernorm_backward(float *dinp, const float *dout, const float *inp, const float *w, const float *mean,
+                        const float *rstd, int R, int D);
+
 // x[r] += b for each row. x: (R, D).
 void bias_add(float *x, const float *b, int R, int D);
 
@@ -29,9 +35,17 @@ void bias_gelu_forward(float *h, const float *b, int R, int F);
 void bias_gelu_forward_ref(float *h, const float *b, int R, int F);
 float gelu_scalar(float x);  // the fast kernel's formula for one value
 
+// GELU derivative: dx[i] = dy[i] * (Phi(x) + x phi(x)) at the GELU input x (n values).
+// dx may alias dy.
+void gelu_backward(float *dx, const float *x, const float *dy, long n);
+
 // Row softmax in place: s[r] = exp(s[r] - max s[r]) / sum. s: (R, N) with row stride ld.
 void softmax_forward(float *s, int R, int N, int ld);
 void softmax_forward_ref(float *s, int R, int N, int ld);
+
+// Softmax backward for rows of probabilities a: ds = a * (da - sum_k da_k a_k).
+// a, da, ds: (R, N) with row stride ld; ds may alias da.
+void softmax_backward(float *ds, const float *a, const float *da, int R, int N, int ld);
 
 // y[i] = exp(x[i]) for n values (the vectorised approximation; y may alias x).
 void vexp(float *y, const float *x, int n);

@@ -46,6 +46,7 @@ int vit_ws_create(const vit_model *m, int max_h, int max_w, int nthreads, unsign
     ws->qkv = alloc_touched(N * 3 * D);
     ws->cls_attn = alloc_touched((long)c->H * N);
     ws->cls_norm = alloc_touched(4 * D);
+    ws->cls_in = alloc_touched(D);
     ws->latent = alloc_touched(4 * D);
     ws->logits = alloc_touched(c->C);
     ws->patches = alloc_touched(n * K);
@@ -53,7 +54,7 @@ int vit_ws_create(const vit_model *m, int max_h, int max_w, int nthreads, unsign
     ws->errbuf = calloc(1, CDAM_ERR_MAX);
     if (flags & VIT_REC_BLOCKS) ws->rec = alloc_touched((c->L + 1L) * N * D);
     if (flags & VIT_REC_LN1) ws->rec_ln1 = alloc_touched((long)c->L * N * D);
-    if (!ws->pos_buf || !ws->x || !ws->t || !ws->qkv || !ws->cls_attn || !ws->cls_norm || !ws->latent || !ws->logits ||
+    if (!ws->pos_buf || !ws->x || !ws->t || !ws->qkv || !ws->cls_attn || !ws->cls_norm || !ws->cls_in || !ws->latent || !ws->logits ||
         !ws->patches || !ws->scratch || !ws->errbuf || ((flags & VIT_REC_BLOCKS) && !ws->rec) ||
         ((flags & VIT_REC_LN1) && !ws->rec_ln1)) {
         vit_ws_free(ws);
@@ -78,6 +79,7 @@ void vit_ws_free(vit_ws *ws) {
     free(ws->qkv);
     free(ws->cls_attn);
     free(ws->cls_norm);
+    free(ws->cls_in);
     free(ws->latent);
     free(ws->logits);
     free(ws->patches);
@@ -235,6 +237,7 @@ static void forward_team(void *arg, int tid, int nt) {
     if (ws->rec) memcpy(ws->rec + r0 * D, ws->x + r0 * D, sizeof(float) * (size_t)((r1 - r0) * D));
     for (int l = 0; l < c->L; l++) {
         const vit_block *b = &m->blocks[l];
+        if (l == c->L - 1 && r0 == 0 && r1 > 0) memcpy(ws->cls_in, ws->x, sizeof(float) * (size_t)D);
         block_qkv(m, b, ws, r0, r1);
         if (ws->rec_ln1) memcpy(ws->rec_ln1 + (l * N + r0) * D, ws->t + r0 * D, sizeof(float) * (size_t)((r1 - r0) * D));
         tpool_barrier(ws->pool);                                // k, v of all rows ready

@@ -47,6 +47,7 @@ typedef struct vit_ws {
     float *t;                    // (N, D) LN1 output of the LAST block: T^L
     float *qkv;                  // (N, 3D) q, k, v of the last block
     float *cls_attn;             // (H, N) last block's attention of the CLS query
+    float *cls_in;               // (D) CLS row of the residual stream entering the last block
     float *cls_norm;             // (4, D) final-normed CLS rows of blocks L-4..L-1
                                  //   (fewer blocks: the rows that exist, last at [3])
     float *latent;               // (D) or (4D) the head's input: z (= cls_norm[3]) or

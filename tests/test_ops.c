@@ -13,6 +13,58 @@
 
 static float frand(float lo, float hi) { return lo + (hi - lo) * (float)rand() / (float)RAND_MAX; }
 
+/* Double-precision forwards of the same functions, for central finite differences
+ * (h = 1e-4 in double: truncation ~1e-8, so the float backward kernels are held to
+ * rtol 1e-4 against them). Each returns the loss sum_i c_i * out_i. */
+static double loss_layernorm(const double *x, const float *w, const float *b, const float *c, int R, int D, double eps) {
+    double L = 0;
+    for (int r = 0; r < R; r++) {
+        double m = 0, v = 0;
+        for (int i = 0; i < D; i++) m += x[r * D + i];
+        m /= D;
+        for (int i = 0; i < D; i++) v += (x[r * D + i] - m) * (x[r * D + i] - m);
+        double rs = 1 / sqrt(v / D + eps);
+        for (int i = 0; i < D; i++) L += c[r * D + i] * ((x[r * D + i] - m) * rs * w[i] + b[i]);
+    }
+    return L;
+}
+
+static double loss_gelu(const double *x, const float *c, int n) {
+    double L = 0;
+    for (int i = 0; i < n; i++) L += c[i] * 0.5 * x[i] * erfc(-x[i] / sqrt(2.0));
+    return L;
+}
+
+static double loss_softmax(const double *x, const float *c, int R, int N) {
+    double L = 0;
+    for (int r = 0; r < R; r++) {
+        double mx = -INFINITY, s = 0;
+        for (int i = 0; i < N; i++) mx = fmax(mx, x[r * N + i]);
+        for (int i = 0; i < N; i++) s += exp(x[r * N + i] - mx);
+        for (int i = 0; i < N; i++) L += c[r * N + i] * exp(x[r * N + i] - mx) / s;
+    }
+    return L;
+}
+
+enum { FD_LN, FD_GELU, FD_SOFTMAX };
+
+// Central differences of one of the losses above with respect to every input.
+static void finite_diff(int which, const float *x, int R, int D, const float *w, const float *b, const float *c, float *g) {
+    int n = R * D;
+    double *xd = malloc(sizeof(double) * n), h = 1e-4;
+    for (int i = 0; i < n; i++) xd[i] = x[i];
+    for (int i = 0; i < n; i++) {
+        double lp, lm, keep = xd[i];
+        xd[i] = keep + h;
+        lp = which == FD_LN ? loss_layernorm(xd, w, b, c, R, D, 1e-6) : which == FD_GELU ? loss_gelu(xd, c, n) : loss_softmax(xd, c, R, D);
+        xd[i] = keep - h;
+        lm = which == FD_LN ? loss_layernorm(xd, w, b, c, R, D, 1e-6) : which == FD_GELU ? loss_gelu(xd, c, n) : loss_softmax(xd, c, R, D);
+        xd[i] = keep;
+        g[i] = (float)((lp - lm) / (2 * h));
+    }
+    free(xd);
+}
+
 int main(void) {
     srand(3);
     // exp over the whole useful range, including the underflow tail.
@@ -96,6 +148,33 @@ int main(void) {
         CHECK(fabs(sum - 1) < 1e-5, "softmax row sums to 1 (%.8f)", sum);
         CHECK(s[ld - 1] == t[ld - 1], "softmax leaves the stride padding alone");
         free(s); free(t); free(a); free(bb);
+    }
+    // Backward kernels against central finite differences.
+    {
+        int R = 5, D = 67;
+        float *x = malloc(sizeof(float) * R * D), *c = malloc(sizeof(float) * R * D), *g = malloc(sizeof(float) * R * D);
+        float *fd = malloc(sizeof(float) * R * D), *y = malloc(sizeof(float) * R * D), w[67], b[67], mean[5], rstd[5];
+        for (int i = 0; i < R * D; i++) x[i] = frand(-2, 2) + (float)(i / D), c[i] = frand(-1, 1);
+        for (int i = 0; i < D; i++) w[i] = frand(0.5f, 1.5f), b[i] = frand(-0.3f, 0.3f);
+        layernorm_forward(y, mean, rstd, x, w, b, R, D, 1e-6f);
+        for (int i = 0; i < R * D; i++) g[i] = 0.5f;  // accumulates onto what is there
+        layernorm_backward(g, c, x, w, mean, rstd, R, D);
+        for (int i = 0; i < R * D; i++) g[i] -= 0.5f;
+        finite_diff(FD_LN, x, R, D, w, b, c, fd);
+        check_close("layernorm_backward vs finite differences", g, fd, (long)R * D, 1e-4);
+
+        for (int i = 0; i < R * D; i++) x[i] = frand(-5, 5);
+        gelu_backward(g, x, c, (long)R * D);
+        finite_diff(FD_GELU, x, R, D, NULL, NULL, c, fd);
+        check_close("gelu_backward vs finite differences", g, fd, (long)R * D, 1e-4);
+
+        for (int i = 0; i < R * D; i++) x[i] = frand(-4, 4);
+        memcpy(y, x, sizeof(float) * R * D);
+        softmax_forward(y, R, D, D);
+        softmax_backward(g, y, c, R, D, D);
+        finite_diff(FD_SOFTMAX, x, R, D, NULL, NULL, c, fd);
+        check_close("softmax_backward vs finite differences", g, fd, (long)R * D, 1e-4);
+        free(x); free(c); free(g); free(fd); free(y);
     }
     return check_summary("test_ops");
 }
