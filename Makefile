@@ -68,6 +68,7 @@ test-ref:
 	@tools/install-deps.sh --ref
 	$(PYTHON) tests/ref/make_images.py
 	$(PYTHON) tests/ref/make_goldens.py
+	$(PYTHON) tests/ref/make_explain_goldens.py
 
 bench: deps
 	@$(MAKE) --no-print-directory all $(BUILD)/bench_forward
