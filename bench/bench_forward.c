@@ -25,12 +25,13 @@ static int cmp_d(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-// FLOPs of one forward (multiply-add = 2): patch GEMM, per block q/k/v, scores, A.v,
-// proj, fc1, fc2, and the head.
+// FLOPs of one forward as the engine runs it (multiply-add = 2): patch GEMM, per block
+// q/k/v, scores, A.v, proj, fc1, fc2 for all N rows, except the last block, which
+// past q/k/v computes the CLS row only; and the head.
 static double forward_flops(const vit_config *c, int H, int W) {
     double n = (double)(H / c->P) * (W / c->P), N = n + 1, D = c->D, F = c->F;
-    double blk = 2 * N * D * 3 * D + 2 * 2 * N * N * D + 2 * N * D * D + 2 * 2 * N * D * F;
-    return 2 * n * 3 * c->P * c->P * D + c->L * blk + 2.0 * c->C * c->head_in;
+    double qkv = 2 * N * D * 3 * D, rest_per_row = 2 * 2 * N * D + 2 * D * D + 2 * 2 * D * F;
+    return 2 * n * 3 * c->P * c->P * D + c->L * qkv + ((c->L - 1) * N + 1) * rest_per_row + 2.0 * c->C * c->head_in;
 }
 
 // Median GFLOP/s of an s x s x s sgemm on `threads` OpenBLAS threads.

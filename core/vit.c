@@ -241,8 +241,11 @@ static void forward_team(void *arg, int tid, int nt) {
         block_qkv(m, b, ws, r0, r1);
         if (ws->rec_ln1) memcpy(ws->rec_ln1 + (l * N + r0) * D, ws->t + r0 * D, sizeof(float) * (size_t)((r1 - r0) * D));
         tpool_barrier(ws->pool);                                // k, v of all rows ready
-        for (long c0 = r0; c0 < r1; c0 += tile)
-            block_rest(m, b, ws, c0, c0 + tile < r1 ? c0 + tile : r1, scr, l == c->L - 1);
+        // Only the CLS row of the last block reaches the head: past its q, k, v the
+        // other rows are skipped unless every block's output is being recorded.
+        long e1 = l == c->L - 1 && !ws->rec ? (r0 == 0 && r1 > 0) : r1;
+        for (long c0 = r0; c0 < e1; c0 += tile)
+            block_rest(m, b, ws, c0, c0 + tile < e1 ? c0 + tile : e1, scr, l == c->L - 1);
         if (ws->rec) memcpy(ws->rec + ((l + 1) * N + r0) * D, ws->x + r0 * D, sizeof(float) * (size_t)((r1 - r0) * D));
         int slot = l - (c->L - 4);
         if (r0 == 0 && r1 > 0 && slot >= 0)                     // final-normed CLS of the last 4 blocks

@@ -43,7 +43,9 @@ typedef struct vit_ws {
     // results of the last vit_forward
     int H, W, gh, gw, N;         // input size, grid, tokens
     const float *pos;            // (N, D) position embedding used (resampled if needed)
-    float *x;                    // (N, D) residual stream (after the last block)
+    float *x;                    // (N, D) residual stream after the last block: every row
+                                 //   with VIT_REC_BLOCKS, else only row 0 (CLS) is computed
+                                 //   past the last block's q, k, v
     float *t;                    // (N, D) LN1 output of the LAST block: T^L
     float *qkv;                  // (N, 3D) q, k, v of the last block
     float *cls_attn;             // (H, N) last block's attention of the CLS query
