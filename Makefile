@@ -71,10 +71,10 @@ test-ref:
 	$(PYTHON) tests/ref/make_explain_goldens.py
 
 bench: deps
-	@$(MAKE) --no-print-directory all $(BUILD)/bench_forward
+	@$(MAKE) --no-print-directory all $(BUILD)/bench_forward $(BUILD)/bench_explain
 	bench/run.sh $(BUILD)
 
-$(BUILD)/bench_forward: bench/bench_forward.c $(BUILD)/libcdam.a
+$(BUILD)/bench_%: bench/bench_%.c $(BUILD)/libcdam.a
 	$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libcdam.a $(LDLIBS) -o $@
 
 clean:

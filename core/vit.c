@@ -193,26 +193,23 @@ static void block_qkv(const vit_model *m, const vit_block *b, vit_ws *ws, long r
     bias_add(ws->qkv + r0 * 3 * D, b->qkv_b, (int)(r1 - r0), 3 * D);
 }
 
-// Attention, proj, residual, LN2, MLP, residual for rows [c0, c1) of block l
-// (needs k, v of all N rows). last: record the CLS attention row.
-static void block_rest(const vit_model *m, const vit_block *b, vit_ws *ws, long c0, long c1, float *scr, int last) {
+// Attention, proj, residual, LN2, MLP, residual for the cr query rows at q/x of a
+// sequence of N tokens whose k, v are in qkv (N, 3D). S: (cr, N) scores of one head;
+// o, u: (cr, D); hid: (cr, F). cls_attn (H, N): if non-NULL, records the attention of
+// the tile's first row (the CLS query when the tile starts at row 0).
+static void attn_mlp_tile(const vit_model *m, const vit_block *b, const float *qkv, int N, const float *q, float *x,
+                          int cr, float *S, float *o, float *u, float *hid, float *cls_attn) {
     const vit_config *c = &m->cfg;
-    int D = c->D, Dh = c->Dh, F = c->F, N = ws->N, cr = (int)(c1 - c0);
-    float *S = scr;                                             // (cr, N) scores of one head
-    float *o = scr + ws->scratch_per_thread - (long)ws->chunk_rows * (2 * D + F);  // (cr, D)
-    float *u = o + (long)ws->chunk_rows * D;                    // (cr, D)
-    float *hid = u + (long)ws->chunk_rows * D;                  // (cr, F)
+    int D = c->D, Dh = c->Dh, F = c->F;
     const float scale = 1.0f / sqrtf((float)Dh);
     for (int h = 0; h < c->H; h++) {
-        const float *q = ws->qkv + c0 * 3 * D + h * Dh;         // (cr, Dh), row stride 3D
-        const float *k = ws->qkv + D + h * Dh;                  // (N, Dh)
-        const float *v = ws->qkv + 2 * D + h * Dh;              // (N, Dh)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, cr, N, Dh, scale, q, 3 * D, k, 3 * D, 0.0f, S, N);
+        const float *k = qkv + D + h * Dh;                      // (N, Dh), row stride 3D
+        const float *v = qkv + 2 * D + h * Dh;                  // (N, Dh)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, cr, N, Dh, scale, q + h * Dh, 3 * D, k, 3 * D, 0.0f, S, N);
         softmax_forward(S, cr, N, N);
-        if (last && c0 == 0) memcpy(ws->cls_attn + (long)h * N, S, sizeof(float) * N);
+        if (cls_attn) memcpy(cls_attn + (long)h * N, S, sizeof(float) * N);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cr, Dh, N, 1.0f, S, N, v, 3 * D, 0.0f, o + h * Dh, D);
     }
-    float *x = ws->x + c0 * D;                                  // (cr, D)
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, cr, D, D, 1.0f, o, D, b->proj_w, D, 1.0f, x, D);
     bias_add(x, b->proj_b, cr, D);
     layernorm_forward(u, NULL, NULL, x, b->ln2_w, b->ln2_b, cr, D, c->ln_eps);
@@ -220,6 +217,19 @@ static void block_rest(const vit_model *m, const vit_block *b, vit_ws *ws, long 
     bias_gelu_forward(hid, b->fc1_b, cr, F);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, cr, D, F, 1.0f, hid, F, b->fc2_w, F, 1.0f, x, D);
     bias_add(x, b->fc2_b, cr, D);
+}
+
+// Attention, proj, residual, LN2, MLP, residual for rows [c0, c1) of block l
+// (needs k, v of all N rows). last: record the CLS attention row.
+static void block_rest(const vit_model *m, const vit_block *b, vit_ws *ws, long c0, long c1, float *scr, int last) {
+    const vit_config *c = &m->cfg;
+    int D = c->D, F = c->F;
+    float *S = scr;                                             // (cr, N) scores of one head
+    float *o = scr + ws->scratch_per_thread - (long)ws->chunk_rows * (2 * D + F);  // (cr, D)
+    float *u = o + (long)ws->chunk_rows * D;                    // (cr, D)
+    float *hid = u + (long)ws->chunk_rows * D;                  // (cr, F)
+    attn_mlp_tile(m, b, ws->qkv, ws->N, ws->qkv + c0 * 3 * D, ws->x + c0 * D, (int)(c1 - c0), S, o, u, hid,
+                  last && c0 == 0 ? ws->cls_attn : NULL);
 }
 
 // The team's body: every thread runs every block on its rows.
@@ -251,6 +261,73 @@ static void forward_team(void *arg, int tid, int nt) {
         if (r0 == 0 && r1 > 0 && slot >= 0)                     // final-normed CLS of the last 4 blocks
             layernorm_forward(ws->cls_norm + slot * D, NULL, NULL, ws->x, m->norm_w, m->norm_b, 1, (int)D, c->ln_eps);
         tpool_barrier(ws->pool);                                // block done before q, k, v are overwritten
+    }
+}
+
+/* ---- one token sequence on the calling thread (TAM's ablated sequences) ---------- */
+
+#define SEQ_TILE_ROWS 512          // query rows of one vit_block_seq tile (at most)
+
+static long seq_tile(int R) {
+    long t = R < SEQ_TILE_ROWS ? R : SEQ_TILE_ROWS;
+    if (t * R > SCORES_MAX) t = SCORES_MAX / R > 16 ? SCORES_MAX / R : 16;  // a tile's scores stay small
+    return t < R ? t : R;
+}
+
+long vit_seq_scratch(const vit_model *m, int R) {
+    const vit_config *c = &m->cfg;
+    // seq_tile(r) * r grows with r, seq_tile(r) is at most min(r, SEQ_TILE_ROWS): enough for any r <= R
+    return seq_tile(R) * R + (R < SEQ_TILE_ROWS ? R : SEQ_TILE_ROWS) * (2L * c->D + c->F);
+}
+
+void vit_embed(const vit_model *m, const float *img, int H, int W, const float *pos, float *x, float *patches) {
+    const vit_config *c = &m->cfg;
+    int D = c->D, P = c->P, gw = W / P, K = 3 * P * P;
+    long n = (long)(H / P) * gw;
+    for (long p = 0; p < n; p++) {                  // unfold: (n, K), col = ch*P*P + ky*P + kx
+        int py = (int)(p / gw), px = (int)(p % gw);
+        for (int ch = 0; ch < 3; ch++)
+            for (int ky = 0; ky < P; ky++)
+                memcpy(patches + p * K + (ch * P + ky) * P, img + ((long)ch * H + py * P + ky) * W + (long)px * P,
+                       sizeof(float) * P);
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, D, K, 1.0f, patches, K, m->patch_w, K, 0.0f, x + D, D);
+    for (int d = 0; d < D; d++) x[d] = m->cls[d] + pos[d];
+    for (long p = 0; p < n; p++)
+        for (int d = 0; d < D; d++) x[(1 + p) * D + d] += m->patch_b[d] + pos[(1 + p) * D + d];
+}
+
+void vit_block_seq(const vit_model *m, int l, float *x, int R, int nq, float *qkv, int have_qkv, float *scr) {
+    const vit_config *c = &m->cfg;
+    const vit_block *b = &m->blocks[l];
+    int D = c->D;
+    long tile = seq_tile(R);
+    float *S = scr;                                 // (tile, R) scores of one head
+    float *o = S + tile * R;                        // (tile, D)
+    float *u = o + tile * D;                        // (tile, D)
+    float *hid = u + tile * D;                      // (tile, F)
+    for (long r0 = 0; r0 < R && !have_qkv; r0 += tile) {  // t = LN1(x) tile by tile into u, then q, k, v
+        int cr = (int)(r0 + tile < R ? tile : R - r0);
+        layernorm_forward(u, NULL, NULL, x + r0 * D, b->ln1_w, b->ln1_b, cr, D, c->ln_eps);
+        int nqt = r0 >= nq ? 0 : (int)(nq - r0 < cr ? nq - r0 : cr);  // rows of the tile that need q
+        if (nqt == cr) {                            // qkv (cr, 3D) = u Wqkv^T
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, cr, 3 * D, D, 1.0f, u, D, b->qkv_w, D, 0.0f,
+                        qkv + r0 * 3 * D, 3 * D);
+            bias_add(qkv + r0 * 3 * D, b->qkv_b, cr, 3 * D);
+            continue;
+        }
+        if (nqt > 0) {                              // q (nqt, D) for the query rows only
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nqt, D, D, 1.0f, u, D, b->qkv_w, D, 0.0f,
+                        qkv + r0 * 3 * D, 3 * D);
+            for (int i = 0; i < nqt; i++) bias_add(qkv + (r0 + i) * 3 * D, b->qkv_b, 1, D);
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, cr, 2 * D, D, 1.0f, u, D, b->qkv_w + (long)D * D, D, 0.0f,
+                    qkv + r0 * 3 * D + D, 3 * D);  // k, v (cr, 2D)
+        for (int i = 0; i < cr; i++) bias_add(qkv + (r0 + i) * 3 * D + D, b->qkv_b + D, 1, 2 * D);
+    }
+    for (long c0 = 0; c0 < nq; c0 += tile) {
+        int cr = (int)(c0 + tile < nq ? tile : nq - c0);
+        attn_mlp_tile(m, b, qkv, R, qkv + c0 * 3 * D, x + c0 * D, cr, S, o, u, hid, NULL);
     }
 }
 

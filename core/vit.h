@@ -84,6 +84,26 @@ int vit_forward(const vit_model *m, vit_ws *ws, const float *x, int H, int W, ch
 // edges clamped); copied unchanged when the grid is g0 x g0. out: (1 + gh*gw, D).
 void vit_pos_embed(const vit_model *m, int gh, int gw, float *out);
 
+// Single-threaded building blocks for passes over other token sequences than the
+// forward's (TAM's ablated sequences). They use only the caller's thread and sgemm on it
+// (single-threaded once a workspace exists), allocate nothing, and are safe to run
+// concurrently on different buffers.
+//
+// Embedding of img (3, H, W): x = [cls; unfolded patches . Wpe^T + bpe] + pos, the rows
+// vit_forward starts from. pos: (N, D) from vit_pos_embed for this grid; x: (N, D);
+// patches: (n, 3*P*P) scratch.
+void vit_embed(const vit_model *m, const float *img, int H, int W, const float *pos, float *x, float *patches);
+// Floats of scratch vit_block_seq needs for a sequence of R rows (or any fewer).
+long vit_seq_scratch(const vit_model *m, int R);
+// Block l on the R token rows x (R, D), in place, as vit_forward computes it. Every row
+// enters k and v, but only the first nq rows (1 <= nq <= R) go on through attention,
+// proj and MLP: rows [nq, R) of x are left unchanged (nq = 1 suffices for the last
+// block, where only the CLS row reaches the head). qkv: (R, 3D) scratch (q is computed
+// for rows [0, nq) only); have_qkv: qkv already holds LN1 and q, k, v of these rows
+// (they are row-wise: e.g. copied from a sequence the rows were taken from), so the
+// block starts at the attention. scr: vit_seq_scratch(m, R) floats.
+void vit_block_seq(const vit_model *m, int l, float *x, int R, int nq, float *qkv, int have_qkv, float *scr);
+
 // softmax of the logits for display; probs: (C).
 void vit_softmax(const float *logits, int C, float *probs);
 // Indices of the k largest values, largest first (ties: lower index first). k <= C.

@@ -29,10 +29,30 @@ expect 1 'not an image' "$B" predict --model $M tests/data/images/not_an_image.t
 expect 1 'limit is 100 pixels' "$B" predict --model $M --max-pixels 100 tests/data/images/rgb8.png
 expect 1 'No such file' "$B" predict --model $M /nonexistent.png
 expect 1 'No such file' "$B" info --model /nonexistent.safetensors
-expect 1 'needs an IMAGE' "$B" predict --model $M
+expect 2 'needs one IMAGE' "$B" predict --model $M
 expect 2 'model is required|--model FILE is required' "$B" predict tests/data/images/rgb8.png
 expect 2 "unknown option '--bogus'" "$B" predict --model $M --bogus tests/data/images/rgb8.png
 expect 2 'wants HxW' "$B" predict --model $M --size 12y tests/data/images/rgb8.png
 expect 1 'no classification head' "$B" predict --model tests/data/models/tiny_backbone.safetensors tests/data/images/rgb8.png
+# explain, concept, compare
+I=tests/data/images/rgb8.png
+T=$(mktemp -d)
+expect 0 '"explanations": \[' "$B" explain --model $M $I
+expect 0 '"method": "cdam", "target": \{"type": "class", "index": 1, "label": "bicycle"\}' "$B" explain --model $M $I
+expect 0 '"type": "class", "index": 3, "label": "dolphin"' "$B" explain --model $M --class dolphin --class 2 $I
+expect 0 '"method": "am", "target": null' "$B" explain --model $M --method am,rp --class 0 $I
+expect 0 '"method": "tam"' "$B" explain --model $M --method tam $I
+expect 0 '"method": "integrated_cdam"' "$B" explain --model $M --method smooth-cdam --method integrated-cdam $I
+expect 0 "concept 'horse' from 2 image" "$B" concept --model $M --name horse --out $T/c.json $I tests/data/images/lossless.webp
+expect 0 '"type": "concept", "index": -1, "label": "horse"' "$B" explain --model $M --concept $T/c.json $I
+expect 0 "wrote $T/e.png" "$B" explain --model $M --method cdam,rp,am --format png --out $T/e.png $I
+expect 0 'Pearson correlation' "$B" compare --model $M $I tests/data/images/lossless.webp
+expect 1 "unknown class 'zebra'" "$B" explain --model $M --class zebra $I
+expect 1 "unknown class '7'" "$B" explain --model $M --class 7 $I
+expect 2 "unknown method 'gradcam'" "$B" explain --model $M --method gradcam $I
+expect 1 'embedding has 3 values' sh -c "printf '{\"name\": \"x\", \"embedding\": [1, 2, 3]}' > $T/bad.json && $B explain --model $M --concept $T/bad.json $I"
+expect 1 'not a concept file' sh -c "printf 'nope' > $T/bad2.json && $B explain --model $M --concept $T/bad2.json $I"
+expect 2 'needs --out' "$B" concept --model $M $I
+rm -rf "$T"
 echo "test_cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
