@@ -13,7 +13,35 @@ if [ ! -f "$MODEL" ]; then
 fi
 echo "== C engine (build/bench_forward)"
 "$BUILD/bench_forward" "$MODEL" --sizes 224,480 --threads 1,2 --reps 7 | tee "$BUILD/bench_c.txt"
+echo "== explanation methods, ViT-S/8 at 224, 2 threads (build/bench_explain)"
+"$BUILD/bench_explain" "$MODEL" --size 224 --threads 2 --reps 5 --tam | tee "$BUILD/bench_explain.txt"
+echo "== peak memory (RSS) of one request per method, each in its own process"
+for m in forward cdam smooth_cdam integrated_cdam am rp tam; do "$BUILD/bench_explain" "$MODEL" --only $m --size 224; done
+for s in 224 480; do "$BUILD/bench_explain" "$MODEL" --only rp --size $s; done
 if "$PY" -c 'import torch' 2>/dev/null; then
+  echo "== PyTorch CDAM on the same machine (bench/torch_cdam.py), default allocator"
+  : > "$BUILD/bench_torch_cdam.txt"
+  for cfg in "1 2" "2 1"; do
+    set -- $cfg
+    printf 'OMP_NUM_THREADS=%s OPENBLAS_NUM_THREADS=%s: ' "$1" "$2"
+    OMP_NUM_THREADS=$1 OPENBLAS_NUM_THREADS=$2 "$PY" bench/torch_cdam.py "$MODEL" --size 224 --reps 5 | tee -a "$BUILD/bench_torch_cdam.txt"
+  done
+  "$PY" - "$BUILD" <<'PYEOF'
+import json, sys
+b = sys.argv[1]
+c = {}
+for line in open(f"{b}/bench_explain.txt"):
+    f = [x.strip() for x in line.split("|")]
+    if len(f) > 3 and f[1] in ("CDAM, 1 class", "CDAM, 5 classes"):
+        c[f[1]] = float(f[2])
+rows = [json.loads(l) for l in open(f"{b}/bench_torch_cdam.txt")]
+nb = min(r["notebook_1class_ms"] for r in rows)
+l1 = min(r["last_block_1class_ms"] for r in rows)
+l5 = min(r["last_block_5class_ms"] for r in rows)
+print(f"CDAM 1 class: C {c['CDAM, 1 class']:.0f} ms; PyTorch notebook way {nb:.0f} ms -> {nb / c['CDAM, 1 class']:.2f}x; "
+      f"PyTorch last block only {l1:.0f} ms -> {l1 / c['CDAM, 1 class']:.2f}x")
+print(f"CDAM 5 classes: C {c['CDAM, 5 classes']:.0f} ms; PyTorch last block only {l5:.0f} ms -> {l5 / c['CDAM, 5 classes']:.2f}x")
+PYEOF
   echo "== PyTorch $("$PY" -c 'import torch; print(torch.__version__)') on the same machine, ms (default allocator)"
   : > "$BUILD/bench_torch.txt"
   for s in 224 480; do
