@@ -107,8 +107,10 @@ int explain_rp(const vit_model *m, vit_ws *vws, explain_ws *ews, const explain_t
                float *scores, char *err);
 
 // Token ablation map (section 8) for nt targets: n ablated forward passes of the input
-// held in vws (its embedding is recomputed from vws->x's input; pass the same img).
-// scores (nt, n). Progress/cancellation through o.
+// held in vws, shared by all targets. img: the (3, H, W) input of the last vit_forward;
+// ignored (may be NULL) when vws records blocks (VIT_REC_BLOCKS), whose rec[0] is used.
+// scores (nt, n). o->progress is called between batches on the caller's thread, then
+// once with 1.0; a non-zero return cancels (CDAM_ECANCELLED).
 int explain_tam(const vit_model *m, vit_ws *vws, explain_ws *ews, const float *img, const explain_target *t, int nt,
                 const explain_opts *o, float *scores, char *err);
 

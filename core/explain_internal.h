@@ -17,6 +17,12 @@ void rp_ws_free(rp_ws *w);
 int tam_ws_create(const vit_model *m, const vit_ws *vws, const explain_opts *o, tam_ws **out, char *err);
 void tam_ws_free(tam_ws *w);
 
+// Test hooks of explain_rp.c: capture df/dA of one block (layer >= 0) into dA (H, N, N)
+// and df/d(embedding) into gx (N, D) on the next explain_rp (NULL: off); force smaller
+// row tiles to exercise the tiling on small inputs.
+void rp_debug_capture(rp_ws *w, int layer, float *dA, float *gx);
+void rp_debug_tile(rp_ws *w, int rows);
+
 struct explain_ws {
     int max_N, D, F, H, nthreads;
     float *kv;          // (max_N, 2D) k, v of the last block re-run on a perturbed T

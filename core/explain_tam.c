@@ -20,8 +20,8 @@
  * a large GEMM; no barriers), taking the next token from a shared counter. Block 0's
  * LN1 and q, k, v are row-wise, so they are computed once for the full sequence and an
  * ablated sequence copies its rows; in the last block only the CLS row goes on past k
- * and v. A sequence runs the same code whatever
- * the thread count, so for a given embedding the map does not depend on it.
+ * and v. A sequence runs the same code whatever the thread count, so for a given
+ * embedding the map is bit-identical for any number of threads.
  *
  * Progress and cancellation: between batches, on the caller's thread, o->progress gets
  * the fraction of passes done (ceil(n / batch) - 1 calls), then 1.0 once at the end. A
@@ -29,11 +29,11 @@
  * (scores then undefined; the workspaces stay usable).
  *
  * Memory: per thread, the sequence x (M, D), its q, k, v (M, 3D), the block scratch
- * (vit_seq_scratch) and 4 final-normed CLS rows; shared, block 0's q, k, v (N, 3D);
- * planned by tam_ws_create for vws's
- * largest input, but for no more tokens than fit TAM_THREAD_BYTES per thread (larger
- * inputs are refused with CDAM_ELIMIT); (N, D) + (n, 3PP) more when the embedding has
- * to be rebuilt. explain_tam allocates nothing.
+ * (vit_seq_scratch) and 4 final-normed CLS rows; shared, block 0's q, k, v (N, 3D), and
+ * (N, D) + (n, 3PP) more when the embedding has to be rebuilt. Planned by tam_ws_create
+ * for vws's largest input, but for no more tokens than fit TAM_THREAD_BYTES per thread
+ * (ViT-S/8 at 1024x1024 takes about 120 MB per thread; inputs over the limit are refused
+ * with CDAM_ELIMIT). explain_tam allocates nothing.
  */
 #include <math.h>
 #include <stdatomic.h>
@@ -183,6 +183,9 @@ int explain_tam(const vit_model *m, vit_ws *vws, explain_ws *ews, const float *i
             return cdam_fail(err, CDAM_EINVAL, "TAM: class %d out of range (the model has %d classes)", t[k].cls, c->C);
     }
     if (o->tam_batch < 0) return cdam_fail(err, CDAM_EINVAL, "TAM: batch %d is negative", o->tam_batch);
+    if (vws->nthreads > w->nthreads)
+        return cdam_fail(err, CDAM_EINVAL, "TAM: the explain workspace was planned for %d threads, the vit workspace has %d",
+                         w->nthreads, vws->nthreads);
     int N = vws->N;
     if (N > w->max_N)
         return cdam_fail(err, CDAM_ELIMIT,
@@ -193,6 +196,8 @@ int explain_tam(const vit_model *m, vit_ws *vws, explain_ws *ews, const float *i
         w->x0 = vws->rec;
     } else {
         if (!img) return cdam_fail(err, CDAM_EINVAL, "TAM: the workspace does not record blocks: pass the forward's input image");
+        if (!w->emb)
+            return cdam_fail(err, CDAM_EINVAL, "TAM: the explain workspace was planned for a vit workspace that records blocks");
         vit_embed(m, img, vws->H, vws->W, vws->pos, w->emb, w->patches);
         w->x0 = w->emb;
     }

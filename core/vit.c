@@ -1,7 +1,8 @@
 /* vit.c - DINO ViT forward pass.
  * Legend: P patch, D embedding, H heads, Dh = D/H, F MLP width, L blocks, g0 native
  * grid, gh x gw grid, n = gh*gw patches, N = n + 1 tokens, K = 3*P*P patch pixels,
- * C classes, R rows of one thread's share, cr rows of one tile. */
+ * C classes, R rows of one thread's share (of the sequence in vit_block_seq), cr rows of
+ * one tile. */
 #include "vit.h"
 
 #include <cblas.h>

@@ -46,8 +46,6 @@
 
 // The test hooks of explain_rp.c (see there): capture df/dA of one block and
 // df/d(embedding); force small tiles.
-void rp_debug_capture(rp_ws *w, int layer, float *dA, float *gx);
-void rp_debug_tile(rp_ws *w, int rows);
 
 static float *golden(const st_file *g, const char *name, long *n) {
     const st_tensor *t = st_find(g, name);
@@ -566,6 +564,26 @@ static void run_controls(void) {
         explain_ws_free(ew);
         vit_ws_free(ws);
         (void)n;
+    }
+    // An explain workspace used with a vit workspace it was not planned for.
+    {
+        vit_ws *w1, *w3n;
+        explain_ws *e1;
+        explain_opts o;
+        explain_opts_default(&o);
+        CHECK(vit_ws_create(m, 48, 48, 1, VIT_REC_BLOCKS, &w1, err) == 0, "%s", err);
+        CHECK(vit_ws_create(m, 48, 48, 3, 0, &w3n, err) == 0, "%s", err);
+        CHECK(explain_ws_create(m, w1, &o, &e1, err) == 0, "%s", err);
+        CHECK(vit_forward(m, w3n, x, 48, 48, err) == 0, "%s", err);
+        CHECK(explain_tam(m, w3n, e1, x, t, 1, &o, s, err) == CDAM_EINVAL && strstr(err, "threads"), "threads: %s", err);
+        vit_ws_free(w3n);
+        CHECK(vit_ws_create(m, 48, 48, 1, 0, &w3n, err) == 0, "%s", err);
+        CHECK(vit_forward(m, w3n, x, 48, 48, err) == 0, "%s", err);
+        CHECK(explain_tam(m, w3n, e1, x, t, 1, &o, s, err) == CDAM_EINVAL && strstr(err, "records blocks"), "rec: %s", err);
+        CHECK(explain_rp(m, w1, e1, t, &o, s, err) == CDAM_EINVAL && strstr(err, "vit_forward"), "no forward yet: %s", err);
+        explain_ws_free(e1);
+        vit_ws_free(w1);
+        vit_ws_free(w3n);
     }
     free(x);
     st_close(&g);
