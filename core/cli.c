@@ -555,7 +555,7 @@ static int cmd_concept(const options *o, const vit_model *m) {
     for (int i = 0; !rc && i < o->nimages; i++) {
         if ((rc = session_run(&s, o, o->images[i]))) break;
         if (!(lat[i] = malloc(sizeof(float) * c->D))) rc = fail(1, "out of memory%s", "");
-        else memcpy(lat[i], s.ws->cls_norm + 3 * c->D, sizeof(float) * c->D);  // z of the last block
+        else memcpy(lat[i], explain_latent(m, s.ws), sizeof(float) * c->D);
     }
     if (!rc) {
         explain_concept_mean((const float *const *)lat, o->nimages, c->D, mean);

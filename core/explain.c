@@ -450,6 +450,21 @@ void explain_concept_mean(const float *const *latents, int k, int D, float *out)
     }
 }
 
+const float *explain_latent(const vit_model *m, const vit_ws *vws) { return vws->cls_norm + 3 * m->cfg.D; }
+
+int explain_concept_from_inputs(const vit_model *m, vit_ws *vws, const float *const *inputs, int k, int H, int W,
+                                float *out, char *err) {
+    if (k < 1) return cdam_fail(err, CDAM_EINVAL, "a concept needs at least one example image");
+    int D = m->cfg.D, rc;
+    memset(out, 0, sizeof(float) * D);
+    for (int i = 0; i < k; i++) {
+        if ((rc = vit_forward(m, vws, inputs[i], H, W, err)) < 0) return rc;
+        const float *z = explain_latent(m, vws);
+        for (int d = 0; d < D; d++) out[d] += z[d] / (float)k;
+    }
+    return 0;
+}
+
 double explain_pearson(const float *a, const float *b, long n) {
     double ma = 0, mb = 0, sab = 0, saa = 0, sbb = 0;
     for (long i = 0; i < n; i++) ma += a[i], mb += b[i];

@@ -117,6 +117,16 @@ int explain_tam(const vit_model *m, vit_ws *vws, explain_ws *ews, const float *i
 // Concept vector (section 4): the mean of k latents z (each D floats). out: (D).
 void explain_concept_mean(const float *const *latents, int k, int D, float *out);
 
+// The latent z of the forward pass in vws: the last block's final-normed CLS row (D),
+// what a concept vector averages (also for a probe head, whose input is 4D).
+const float *explain_latent(const vit_model *m, const vit_ws *vws);
+
+// A concept vector from k example inputs (each (3, H, W), normalised, H x W within the
+// workspace): runs the forward pass on each and averages their latents into out (D).
+// Overwrites the forward state in vws.
+int explain_concept_from_inputs(const vit_model *m, vit_ws *vws, const float *const *inputs, int k, int H, int W,
+                                float *out, char *err);
+
 // Statistics (section 9). Pearson correlation of a and b over n values (NaN if either
 // is constant); sparsity: the fraction of |s_i| < 0.05 * max_i s_i (signed max).
 double explain_pearson(const float *a, const float *b, long n);

@@ -129,11 +129,19 @@ static void run_case(const char *model_path, const char *golden_path) {
         x = golden(&g, name, NULL);
         CHECK(vit_forward(m, ws, x, H, W, err) == 0, "%s", err);
         lat[i] = malloc(sizeof(float) * c->D);
-        memcpy(lat[i], ws->cls_norm + 3 * c->D, sizeof(float) * c->D);  // z: last block's final-normed CLS
+        memcpy(lat[i], explain_latent(m, ws), sizeof(float) * c->D);  // z: last block's final-normed CLS
         free(x);
     }
     explain_concept_mean((const float *const *)lat, 2, c->D, concept);
     compare(label, "concept", &g, concept, c->D);
+    {
+        float *ci[2] = {golden(&g, "concept_input.0", NULL), golden(&g, "concept_input.1", NULL)};
+        float *c2 = malloc(sizeof(float) * c->D);
+        CHECK(explain_concept_from_inputs(m, ws, (const float *const *)ci, 2, H, W, c2, err) == 0, "%s", err);
+        compare(label, "concept", &g, c2, c->D);
+        CHECK(explain_concept_from_inputs(m, ws, (const float *const *)ci, 0, H, W, c2, err) == CDAM_EINVAL, "no images");
+        free(ci[0]); free(ci[1]); free(c2);
+    }
     free(lat[0]);
     free(lat[1]);
 
