@@ -54,15 +54,26 @@ $(BUILD)/tests/%: tests/%.c tests/check.h $(BUILD)/libcdam.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libcdam.a $(LDLIBS) -o $@
 
+# make run [MODEL=dino]: the paper's model once tools/fetch-dino.sh has fetched it.
+MODEL ?= tiny
+ifeq ($(MODEL),dino)
+  RUN_MODEL := models/dino/dino-vits8.safetensors models/dino/cdam-head-imagenet.safetensors
+  RUN_IMAGE := models/dino/elephant-zebra.jpg
+else
+  RUN_MODEL := tests/data/models/tiny.safetensors
+  RUN_IMAGE := tests/data/images/rgb8.png
+endif
+
 run: deps
 	@$(MAKE) --no-print-directory $(BUILD)/cdam
-	@echo "cdam: no server yet (issue 5); running the CLI on the tiny test model and a test image"
-	$(BUILD)/cdam info --model tests/data/models/tiny.safetensors
-	$(BUILD)/cdam predict --model tests/data/models/tiny.safetensors tests/data/images/rgb8.png
+	@echo "cdam: no server yet (issue 5); running the CLI on $(RUN_MODEL) and $(RUN_IMAGE)"
+	$(BUILD)/cdam info --model $(RUN_MODEL)
+	$(BUILD)/cdam predict --model $(RUN_MODEL) $(RUN_IMAGE)
+	$(BUILD)/cdam explain --model $(RUN_MODEL) --method cdam,am,rp --format png --out $(BUILD)/explain.png $(RUN_IMAGE)
 
 test: deps
 	@$(MAKE) --no-print-directory all
-	tests/run.sh $(TEST_BIN) "tests/test_cli.sh $(BUILD)"
+	tests/run.sh $(TEST_BIN) "tests/test_cli.sh $(BUILD)" $(if $(wildcard $(PYTHON)),"$(PYTHON) tests/ref/test_convert.py")
 
 test-ref:
 	@tools/install-deps.sh --ref
