@@ -30,12 +30,9 @@ static inline float fexp(float x) {
     return x < -87.0f ? 0.0f : y;
 }
 
-/* GELU(x) = x * Phi(x) = 0.5 x erfc(-x / sqrt 2), with erfc from the Chebyshev fit of
- * Numerical Recipes (erfcc, fractional error < 1.2e-7 everywhere): for z = |u|,
- * t = 1 / (1 + z/2), erfc(z) = t exp(-z^2 + poly(t)), erfc(-z) = 2 - erfc(z). Using
- * erfc keeps the relative accuracy in the negative tail, where 1 + erf cancels. */
-static inline float fgelu(float x) {
-    float z = fabsf(x) * 0.70710678118654752f;
+/* erfc(z) for z >= 0: the Chebyshev fit of Numerical Recipes (erfcc, fractional error
+ * < 1.2e-7 everywhere): t = 1 / (1 + z/2), erfc(z) = t exp(-z^2 + poly(t)). */
+static inline float ferfc_pos(float z) {
     float t = 1.0f / (1.0f + 0.5f * z);
     float p = 0.17087277f;
     p = p * t - 0.82215223f;
@@ -47,7 +44,15 @@ static inline float fgelu(float x) {
     p = p * t + 0.37409196f;
     p = p * t + 1.00002368f;
     p = p * t - 1.26551223f;
-    float e = t * fexp(-z * z + p);  // erfc(|x| / sqrt 2)
+    return t * fexp(-z * z + p);
+}
+
+/* GELU(x) = x * Phi(x) = 0.5 x erfc(-x / sqrt 2), with erfc(-z) = 2 - erfc(z) for the
+ * positive side. Using erfc keeps the relative accuracy in the negative tail, where
+ * 1 + erf would cancel. */
+static inline float fgelu(float x) {
+    float z = fabsf(x) * 0.70710678118654752f;
+    float e = ferfc_pos(z);  // erfc(|x| / sqrt 2)
     return x >= 0 ? x * (1.0f - 0.5f * e) : 0.5f * x * e;
 }
 
@@ -131,18 +136,7 @@ void bias_gelu_forward_ref(float *h, const float *b, int R, int F) {
 /* GELU'(x) = Phi(x) + x phi(x), with Phi from the same erfc as the forward. */
 static inline float fgelu_grad(float x) {
     float z = fabsf(x) * 0.70710678118654752f;
-    float t = 1.0f / (1.0f + 0.5f * z);
-    float p = 0.17087277f;
-    p = p * t - 0.82215223f;
-    p = p * t + 1.48851587f;
-    p = p * t - 1.13520398f;
-    p = p * t + 0.27886807f;
-    p = p * t - 0.18628806f;
-    p = p * t + 0.09678418f;
-    p = p * t + 0.37409196f;
-    p = p * t + 1.00002368f;
-    p = p * t - 1.26551223f;
-    float e = t * fexp(-z * z + p);  // erfc(|x| / sqrt 2)
+    float e = ferfc_pos(z);  // erfc(|x| / sqrt 2)
     float cdf = x >= 0 ? 1.0f - 0.5f * e : 0.5f * e;
     return cdf + x * 0.39894228040143268f * fexp(-0.5f * x * x);
 }
