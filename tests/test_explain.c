@@ -8,31 +8,11 @@
 #include <string.h>
 
 #include "check.h"
+#include "golden.h"
 #include "explain.h"
 #include "safetensors.h"
 
 #define RTOL 1e-4
-
-static float *golden(const st_file *g, const char *name, long *n) {
-    const st_tensor *t = st_find(g, name);
-    if (!t) return NULL;
-    if (n) *n = (long)st_numel(t);
-    float *p = malloc(sizeof(float) * (size_t)st_numel(t));
-    st_to_f32(t, p);
-    return p;
-}
-
-static void compare(const char *label, const char *name, const st_file *g, const float *got, long n_expect) {
-    long n = 0;
-    float *want = golden(g, name, &n);
-    CHECK(want && n == n_expect, "%s: golden '%s' missing or %ld values (engine %ld)", label, name, n, n_expect);
-    if (want && n == n_expect) {
-        char what[128];
-        snprintf(what, sizeof what, "%s %s", label, name);
-        check_close(what, got, want, n, RTOL);
-    }
-    free(want);
-}
 
 /* f(T) for a class, in double, by plain loops over the last block's CLS path: the
  * independent forward that the finite differences below differentiate. */
@@ -133,12 +113,12 @@ static void run_case(const char *model_path, const char *golden_path) {
         free(x);
     }
     explain_concept_mean((const float *const *)lat, 2, c->D, concept);
-    compare(label, "concept", &g, concept, c->D);
+    golden_compare(RTOL, label, "concept", &g, concept, c->D);
     {
         float *ci[2] = {golden(&g, "concept_input.0", NULL), golden(&g, "concept_input.1", NULL)};
         float *c2 = malloc(sizeof(float) * c->D);
         CHECK(explain_concept_from_inputs(m, ws, (const float *const *)ci, 2, H, W, c2, err) == 0, "%s", err);
-        compare(label, "concept", &g, c2, c->D);
+        golden_compare(RTOL, label, "concept", &g, c2, c->D);
         CHECK(explain_concept_from_inputs(m, ws, (const float *const *)ci, 0, H, W, c2, err) == CDAM_EINVAL, "no images");
         free(ci[0]); free(ci[1]); free(c2);
     }
@@ -150,14 +130,14 @@ static void run_case(const char *model_path, const char *golden_path) {
     N0 = ws->N;
     n = N0 - 1;
     float *s = malloc(sizeof(float) * 3 * n), *s1 = malloc(sizeof(float) * n);
-    compare(label, "T", &g, ws->t, (long)N0 * c->D);
+    golden_compare(RTOL, label, "T", &g, ws->t, (long)N0 * c->D);
 
     // CDAM for 3 classes in one call, and for the concept.
     CHECK(explain_cdam(m, ws, ew, t, 3, s, err) == 0, "%s", err);
-    compare(label, "cdam", &g, s, 3 * n);
+    golden_compare(RTOL, label, "cdam", &g, s, 3 * n);
     explain_target tc = {1, 0, concept};
     CHECK(explain_cdam(m, ws, ew, &tc, 1, s1, err) == 0, "%s", err);
-    compare(label, "cdam_concept", &g, s1, n);
+    golden_compare(RTOL, label, "cdam_concept", &g, s1, n);
 
     // Smooth CDAM with the golden's own noise: the mean of CDAM at T + noise_k.
     {
@@ -170,7 +150,7 @@ static void run_case(const char *model_path, const char *golden_path) {
             CHECK(explain_cdam_at(m, ws, ew, at, 1.0f, t, 1, s1, err) == 0, "%s", err);
             for (long j = 0; j < n; j++) s[j] += s1[j] / k;
         }
-        compare(label, "smooth_cdam", &g, s, n);
+        golden_compare(RTOL, label, "smooth_cdam", &g, s, n);
         free(noise);
         free(at);
         explain_opts o;
@@ -193,10 +173,10 @@ static void run_case(const char *model_path, const char *golden_path) {
         explain_opts o;
         explain_opts_default(&o);
         CHECK(explain_integrated_cdam(m, ws, ew, t, 1, &o, s, err) == 0, "%s", err);
-        compare(label, "integrated_cdam", &g, s, n);
+        golden_compare(RTOL, label, "integrated_cdam", &g, s, n);
         o.samples = 4;
         CHECK(explain_integrated_cdam(m, ws, ew, t, 1, &o, s, err) == 0, "%s", err);
-        compare(label, "integrated_cdam4", &g, s, n);
+        golden_compare(RTOL, label, "integrated_cdam4", &g, s, n);
     }
 
     // Attention maps.
@@ -204,22 +184,22 @@ static void run_case(const char *model_path, const char *golden_path) {
         explain_opts o;
         explain_opts_default(&o);
         CHECK(explain_am(m, ws, &o, s, err) == 0, "%s", err);
-        compare(label, "am_mean", &g, s, n);
+        golden_compare(RTOL, label, "am_mean", &g, s, n);
         char name[48];
         for (int h = 0; h < c->H; h++) {
             o.head = h;
             o.threshold = 0;
             CHECK(explain_am(m, ws, &o, s, err) == 0, "%s", err);
             snprintf(name, sizeof name, "am_head%d", h);
-            compare(label, name, &g, s, n);
+            golden_compare(RTOL, label, name, &g, s, n);
             o.threshold = 0.6f;
             CHECK(explain_am(m, ws, &o, s, err) == 0, "%s", err);
             snprintf(name, sizeof name, "am_thresh0.6_head%d", h);
-            compare(label, name, &g, s, n);
+            golden_compare(RTOL, label, name, &g, s, n);
         }
         o.head = -1;
         CHECK(explain_am(m, ws, &o, s, err) == 0, "%s", err);
-        compare(label, "am_thresh0.6", &g, s, n);
+        golden_compare(RTOL, label, "am_thresh0.6", &g, s, n);
         o.head = c->H;
         CHECK(explain_am(m, ws, &o, s, err) == CDAM_EINVAL, "head out of range refused");
     }

@@ -36,6 +36,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "golden.h"
 #include "explain.h"
 #include "explain_internal.h"
 #include "safetensors.h"
@@ -46,28 +47,6 @@
 
 // The test hooks of explain_rp.c (see there): capture df/dA of one block and
 // df/d(embedding); force small tiles.
-
-static float *golden(const st_file *g, const char *name, long *n) {
-    const st_tensor *t = st_find(g, name);
-    if (!t) return NULL;
-    long k = (long)st_numel(t);
-    if (n) *n = k;
-    float *p = malloc(sizeof(float) * (size_t)k);
-    st_to_f32(t, p);
-    return p;
-}
-
-static void compare(const char *label, const char *name, const st_file *g, const float *got, long n_expect) {
-    long n = 0;
-    float *want = golden(g, name, &n);
-    CHECK(want && n == n_expect, "%s: golden '%s' missing or %ld values (engine %ld)", label, name, n, n_expect);
-    if (want && n == n_expect) {
-        char what[160];
-        snprintf(what, sizeof what, "%s %s vs golden", label, name);
-        check_close(what, got, want, n, RTOL);
-    }
-    free(want);
-}
 
 /* ---- an independent double-precision forward ------------------------------------ */
 
@@ -253,8 +232,8 @@ static void run_case(const char *model_path, const char *golden_path) {
     // Engine vs goldens.
     float *rp = malloc(sizeof(float) * NT * n), *tam = malloc(sizeof(float) * NT * n), *s = malloc(sizeof(float) * NT * n);
     for (int k = 0; k < NT; k++) CHECK(explain_rp(m, w2, e2, &t[k], &o, rp + k * n, err) == 0, "rp: %s", err);
-    compare(label, "rp", &g, rp, 3 * n);
-    compare(label, "rp_concept", &g, rp + 3 * n, n);
+    golden_compare(RTOL, label, "rp", &g, rp, 3 * n);
+    golden_compare(RTOL, label, "rp_concept", &g, rp + 3 * n, n);
     progress_log pl = {0, 1, 0, 0};
     o.progress = on_progress;
     o.progress_ctx = &pl;
@@ -263,8 +242,8 @@ static void run_case(const char *model_path, const char *golden_path) {
     CHECK(pl.monotone && pl.last == 1.0 && pl.calls == (int)((n + 2) / 3),
           "%s: progress monotone, ends at 1 (calls %d, last %g)", label, pl.calls, pl.last);
     o.progress = NULL;
-    compare(label, "tam", &g, tam, 3 * n);
-    compare(label, "tam_concept", &g, tam + 3 * n, n);
+    golden_compare(RTOL, label, "tam", &g, tam, 3 * n);
+    golden_compare(RTOL, label, "tam_concept", &g, tam + 3 * n, n);
     for (long i = 0; i < NT * n; i++) CHECK(rp[i] >= 0, "%s: RP is non-negative", label);
 
     // The double reference forward from the engine's embedding.

@@ -8,22 +8,14 @@
 #include <string.h>
 
 #include "check.h"
+#include "golden.h"
 #include "safetensors.h"
 #include "vit.h"
 
 #define RTOL 1e-4
 
-static float *golden(const st_file *g, const char *name, long *n) {
-    const st_tensor *t = st_find(g, name);
-    if (!t) return NULL;
-    *n = (long)st_numel(t);
-    float *p = malloc(sizeof(float) * (size_t)*n);
-    st_to_f32(t, p);
-    return p;
-}
-
+// golden_compare, plus the alias "ln1 (ws->t = T^L)": the last block's ln1.{L-1}.
 static void compare(const char *label, const char *name, const st_file *g, const float *got, long n_expect) {
-    long n = 0;
     char last[32];
     if (!strcmp(name, "ln1 (ws->t = T^L)")) {  // the last block's LN1 output, kept in ws->t
         int L = 0;
@@ -32,14 +24,7 @@ static void compare(const char *label, const char *name, const st_file *g, const
         n_expect = (long)st_numel(st_find(g, last));
         name = last;
     }
-    float *want = golden(g, name, &n);
-    CHECK(want != NULL, "%s: golden has no '%s'", label, name);
-    if (!want) return;
-    CHECK(n == n_expect, "%s: '%s' has %ld values, engine %ld", label, name, n, n_expect);
-    char what[128];
-    snprintf(what, sizeof what, "%s %s", label, name);
-    if (n == n_expect) check_close(what, got, want, n, RTOL);
-    free(want);
+    golden_compare(RTOL, label, name, g, got, n_expect);
 }
 
 // Runs model (one or more files) on the golden's input with nthreads and compares.
