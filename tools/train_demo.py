@@ -190,14 +190,15 @@ def forward_window(model, x, wy, wx):
     return model.head(model.norm(h)[:, 0])
 
 
-def item_windows(images, labels, rng, n, win):
-    """n windows of win x win patches, each one item at a random pixel position on
-    black: (canvases (n, 8win, 8win) uint8, targets (n, 10), top-left patch wy, wx)."""
+def item_windows(images, labels, rng, n, win, step=1):
+    """n windows of win x win patches, each one item at a random position (a multiple
+    of step) on black: (canvases (n, 8win, 8win) uint8, targets (n, 10), top-left
+    patch wy, wx of the window in the native grid)."""
     side = win * PATCH
     xs = np.zeros((n, side, side), np.uint8)
     ys = np.zeros((n, len(LABELS)), np.float32)
     pick = rng.integers(0, len(images), size=n)
-    off = rng.integers(0, side - ITEM + 1, size=(n, 2))
+    off = rng.integers(0, (side - ITEM) // step + 1, size=(n, 2)) * step
     for i in range(n):
         xs[i, off[i, 1]:off[i, 1] + ITEM, off[i, 0]:off[i, 0] + ITEM] = images[pick[i]]
         ys[i, labels[pick[i]]] = 1
@@ -297,7 +298,7 @@ def main():
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=not a.no_bf16):
             logits = model(to_input(xs, mean, std))["logits"].float()
             if a.windows:
-                wxs, wys, wy, wx = item_windows(tr_x, tr_y, wrng, a.windows, a.window)
+                wxs, wys, wy, wx = item_windows(tr_x, tr_y, wrng, a.windows, a.window, a.pos_step)
                 wl = forward_window(model, to_input(wxs, mean, std), torch.from_numpy(wy), torch.from_numpy(wx))
                 logits = torch.cat([logits, wl.float()])
                 ys = np.concatenate([ys, wys])
