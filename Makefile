@@ -1,5 +1,5 @@
 # cdam - class-discriminative attention maps for vision transformers.
-#   make            build build/libcdam.a and build/cdam
+#   make            build build/libcdam.a, build/cdam (CLI) and build/cdam-server
 #   make run        install missing packages, build, run the CLI on a sample
 #   make test       install missing packages, build, run every test
 #   make test-ref   regenerate the PyTorch goldens (needs python3-torch; tools/install-deps.sh --ref)
@@ -11,12 +11,12 @@ PYTHON  ?= /usr/bin/python3
 SANITIZE ?=
 BUILD   ?= build$(if $(SANITIZE),-$(SANITIZE),)
 
-PKGS     := openblas libwebp
+PKGS     := openblas libwebp libmicrohttpd libcjson libuv nettle
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 CFLAGS  ?= -O3 -g
-CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fno-math-errno -fopenmp-simd -pthread -Icore $(PKG_CFLAGS)
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fno-math-errno -fopenmp-simd -pthread -Icore -Iserver $(PKG_CFLAGS)
 LDLIBS  += $(PKG_LIBS) -lm -pthread
 
 ifeq ($(SANITIZE),address)
@@ -31,28 +31,37 @@ endif
 
 CORE_SRC := $(filter-out core/cli.c,$(wildcard core/*.c))
 CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/%.o)
+SRV_SRC  := $(filter-out server/main.c,$(wildcard server/*.c))
+SRV_OBJ  := $(SRV_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+HDRS     := $(wildcard core/*.h server/*.h)
 
 .PHONY: all deps run test test-ref bench clean
-all: $(BUILD)/cdam $(TEST_BIN)
+all: $(BUILD)/cdam $(BUILD)/cdam-server $(TEST_BIN)
 
 deps:
 	@tools/install-deps.sh
 
-$(BUILD)/%.o: %.c $(wildcard core/*.h) Makefile
+$(BUILD)/%.o: %.c $(HDRS) Makefile
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
 $(BUILD)/libcdam.a: $(CORE_OBJ)
 	ar rcs $@ $^
 
+$(BUILD)/libsrv.a: $(SRV_OBJ)
+	ar rcs $@ $^
+
 $(BUILD)/cdam: $(BUILD)/core/cli.o $(BUILD)/libcdam.a
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
-$(BUILD)/tests/%: tests/%.c tests/check.h $(BUILD)/libcdam.a
+$(BUILD)/cdam-server: $(BUILD)/server/main.o $(BUILD)/libsrv.a $(BUILD)/libcdam.a
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(BUILD)/tests/%: tests/%.c tests/check.h $(BUILD)/libsrv.a $(BUILD)/libcdam.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libcdam.a $(LDLIBS) -o $@
+	$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libsrv.a $(BUILD)/libcdam.a $(LDLIBS) -o $@
 
 # make run [MODEL=dino]: the paper's model once tools/fetch-dino.sh has fetched it.
 MODEL ?= tiny

@@ -13,6 +13,8 @@ const char *cdam_strerror(int code) {
     case CDAM_ELIMIT: return "over a limit";
     case CDAM_EUNSUPPORTED: return "not supported";
     case CDAM_ECANCELLED: return "cancelled";
+    case CDAM_ENOTFOUND: return "not found";
+    case CDAM_ENOSPC: return "no space or read-only storage";
     default: return "unknown error";
     }
 }

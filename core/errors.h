@@ -15,6 +15,8 @@ enum {
     CDAM_ELIMIT = -5,      // over a configured limit (pixels, input size, memory budget)
     CDAM_EUNSUPPORTED = -6,// well-formed but not supported (animated WebP, dtype I64, ...)
     CDAM_ECANCELLED = -7,  // cancelled by the caller's callback
+    CDAM_ENOTFOUND = -8,   // no such item (concept id, job id, ...)
+    CDAM_ENOSPC = -9,      // storage full or read-only (a write that could not be made durable)
 };
 
 // Short name of an error code: "invalid argument", "out of memory", ...

@@ -4,7 +4,7 @@
 # sudo available. Usage: tools/install-deps.sh [--ref]   (--ref adds python3-torch etc.
 # for `make test-ref`, regenerating the PyTorch goldens; never needed at run time).
 set -eu
-pkgs="gcc make pkg-config libc6-dev libopenblas-dev libstb-dev libwebp-dev"
+pkgs="gcc make pkg-config libc6-dev libopenblas-dev libstb-dev libwebp-dev libmicrohttpd-dev libcjson-dev libuv1-dev nettle-dev"
 if [ "${1:-}" = "--ref" ]; then
   pkgs="$pkgs python3 python3-torch python3-numpy python3-pil"
 fi
