@@ -53,7 +53,7 @@ int vit_ws_create(const vit_model *m, int max_h, int max_w, int nthreads, unsign
     ws->patches = alloc_touched(n * K);
     ws->scratch = alloc_touched(ws->scratch_per_thread * nthreads);
     ws->errbuf = calloc(1, CDAM_ERR_MAX);
-    if (flags & VIT_REC_BLOCKS) ws->rec = alloc_touched((c->L + 1L) * N * D);
+    if (flags & VIT_REC_BLOCKS) ws->rec = ws->rec_mem = alloc_touched((c->L + 1L) * N * D);
     if (flags & VIT_REC_LN1) ws->rec_ln1 = alloc_touched((long)c->L * N * D);
     if (!ws->pos_buf || !ws->x || !ws->t || !ws->qkv || !ws->cls_attn || !ws->cls_norm || !ws->cls_in || !ws->latent || !ws->logits ||
         !ws->patches || !ws->scratch || !ws->errbuf || ((flags & VIT_REC_BLOCKS) && !ws->rec) ||
@@ -85,10 +85,81 @@ void vit_ws_free(vit_ws *ws) {
     free(ws->logits);
     free(ws->patches);
     free(ws->scratch);
-    free(ws->rec);
+    free(ws->rec_mem);
     free(ws->rec_ln1);
     free(ws->errbuf);
     free(ws);
+}
+
+int vit_ws_record(vit_ws *ws, int on, char *err) {
+    if (!ws->rec_mem) return cdam_fail(err, CDAM_EINVAL, "the workspace was not created with VIT_REC_BLOCKS");
+    ws->rec = on ? ws->rec_mem : NULL;
+    ws->flags = on ? ws->flags | VIT_REC_BLOCKS : ws->flags & ~(unsigned)VIT_REC_BLOCKS;
+    return 0;
+}
+
+/* ---- forward state for caching ----------------------------------------------- */
+
+#define VIT_STATE_MAGIC 0x31545356u  // "VST1"
+typedef struct {
+    uint32_t magic, D, C, L;
+    int32_t H, W, gh, gw, N, head_in, nheads, pad;
+} vit_state_hdr;
+
+size_t vit_state_bytes(const vit_model *m, int gh, int gw) {
+    const vit_config *c = &m->cfg;
+    size_t N = (size_t)gh * gw + 1, D = c->D;
+    // t (N, D), qkv (N, 3D), cls_attn (H, N), cls_in (D), cls_norm (4, D), latent (4D), logits (C)
+    return sizeof(vit_state_hdr) + sizeof(float) * (N * D + N * 3 * D + (size_t)c->H * N + D + 4 * D + 4 * D + (size_t)c->C);
+}
+
+void vit_state_save(const vit_model *m, const vit_ws *ws, void *buf) {
+    const vit_config *c = &m->cfg;
+    size_t N = (size_t)ws->N, D = c->D;
+    vit_state_hdr h = {VIT_STATE_MAGIC, (uint32_t)c->D, (uint32_t)c->C, (uint32_t)c->L,
+                       ws->H, ws->W, ws->gh, ws->gw, ws->N, c->head_in, c->H, 0};
+    char *p = buf;
+    memcpy(p, &h, sizeof h);
+    p += sizeof h;
+#define PUT(src, cnt) do { memcpy(p, (src), sizeof(float) * (cnt)); p += sizeof(float) * (cnt); } while (0)
+    PUT(ws->t, N * D);
+    PUT(ws->qkv, N * 3 * D);
+    PUT(ws->cls_attn, (size_t)c->H * N);
+    PUT(ws->cls_in, D);
+    PUT(ws->cls_norm, 4 * D);
+    PUT(ws->latent, 4 * D);
+    PUT(ws->logits, (size_t)c->C);
+#undef PUT
+}
+
+int vit_state_load(const vit_model *m, vit_ws *ws, const void *buf, size_t len, char *err) {
+    const vit_config *c = &m->cfg;
+    vit_state_hdr h;
+    if (len < sizeof h) return cdam_fail(err, CDAM_EINVAL, "forward state: %zu bytes is too short", len);
+    memcpy(&h, buf, sizeof h);
+    if (h.magic != VIT_STATE_MAGIC || h.D != (uint32_t)c->D || h.C != (uint32_t)c->C || h.L != (uint32_t)c->L ||
+        h.head_in != c->head_in || h.nheads != c->H || h.gh < 1 || h.gw < 1 || h.H != h.gh * c->P || h.W != h.gw * c->P ||
+        h.N != h.gh * h.gw + 1 || len != vit_state_bytes(m, h.gh, h.gw))
+        return cdam_fail(err, CDAM_EINVAL, "forward state: not a state of this model");
+    if (h.H > ws->max_h || h.W > ws->max_w || h.N > ws->max_N)
+        return cdam_fail(err, CDAM_EINVAL, "forward state: a %dx%d input does not fit the %dx%d workspace", h.H, h.W,
+                         ws->max_h, ws->max_w);
+    size_t N = (size_t)h.N, D = c->D;
+    const char *p = (const char *)buf + sizeof h;
+#define GET(dst, cnt) do { memcpy((dst), p, sizeof(float) * (cnt)); p += sizeof(float) * (cnt); } while (0)
+    GET(ws->t, N * D);
+    GET(ws->qkv, N * 3 * D);
+    GET(ws->cls_attn, (size_t)c->H * N);
+    GET(ws->cls_in, D);
+    GET(ws->cls_norm, 4 * D);
+    GET(ws->latent, 4 * D);
+    GET(ws->logits, (size_t)c->C);
+#undef GET
+    ws->H = h.H, ws->W = h.W, ws->gh = h.gh, ws->gw = h.gw, ws->N = h.N;
+    ws->pos = NULL;       // not part of the state; TAM needs a new forward
+    ws->rec = NULL;       // the records are of another input now
+    ws->flags &= ~(unsigned)VIT_REC_BLOCKS;
+    return 0;
 }
 
 /* ---- position embedding ------------------------------------------------------ */

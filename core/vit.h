@@ -58,6 +58,7 @@ typedef struct vit_ws {
     float *rec;                  // (L + 1, N, D) with VIT_REC_BLOCKS: [0] embedding,
                                  //   [l + 1] after block l; NULL otherwise
     float *rec_ln1;              // (L, N, D) with VIT_REC_LN1: LN1 output of block l
+    float *rec_mem;              // the (L + 1, N, D) buffer behind rec (vit_ws_record)
     // internals
     float *pos_buf;              // (max_N, D)
     int pos_gh, pos_gw;          // grid pos_buf holds, 0 if none
@@ -74,6 +75,24 @@ typedef struct vit_ws {
 // Creates a workspace for inputs up to max_h x max_w (multiples of P). nthreads >= 1.
 int vit_ws_create(const vit_model *m, int max_h, int max_w, int nthreads, unsigned flags, vit_ws **out, char *err);
 void vit_ws_free(vit_ws *ws);
+
+// Turns recording of every block's input (VIT_REC_BLOCKS) on or off for the next
+// forwards of a workspace created with VIT_REC_BLOCKS (off saves the last block's full
+// pass when neither RP nor TAM will read it). CDAM_EINVAL if the workspace has no buffer.
+int vit_ws_record(vit_ws *ws, int on, char *err);
+
+// The forward state the CLS-path methods read (CDAM, Smooth and Integrated CDAM, AM,
+// the latent and the logits), as one flat blob, so a server can cache it per image and
+// explain other targets without a forward pass. Not RP or TAM (they need every block).
+// Bytes of the state for a gh x gw grid:
+size_t vit_state_bytes(const vit_model *m, int gh, int gw);
+// Copies the state of the last vit_forward into buf (vit_state_bytes(m, ws->gh, ws->gw)).
+void vit_state_save(const vit_model *m, const vit_ws *ws, void *buf);
+// Makes buf (from vit_state_save on the same model) the workspace's forward state. The
+// block records are dropped (rec = NULL): after a load, RP and TAM need a new forward
+// (call vit_ws_record(ws, 1, err) first). CDAM_EINVAL if buf is not a state of this
+// model or does not fit the workspace.
+int vit_state_load(const vit_model *m, vit_ws *ws, const void *buf, size_t len, char *err);
 
 // Runs the forward pass on x (3, H, W), H and W multiples of P within the workspace's
 // size. Fills the results above. CDAM_EINVAL for a size it cannot take.

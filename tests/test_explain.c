@@ -139,6 +139,36 @@ static void run_case(const char *model_path, const char *golden_path) {
     CHECK(explain_cdam(m, ws, ew, &tc, 1, s1, err) == 0, "%s", err);
     golden_compare(RTOL, label, "cdam_concept", &g, s1, n);
 
+    // The forward state saved, overwritten by another forward and loaded back gives the
+    // same CDAM, AM and logits, bit for bit (what the server's cache relies on).
+    {
+        size_t sb = vit_state_bytes(m, ws->gh, ws->gw);
+        char *blob = malloc(sb);
+        float *s2 = malloc(sizeof(float) * 3 * n), *am = malloc(sizeof(float) * n), *am2 = malloc(sizeof(float) * n);
+        float *lg = malloc(sizeof(float) * c->C);
+        explain_opts o;
+        explain_opts_default(&o);
+        CHECK(explain_am(m, ws, &o, am, err) == 0, "%s", err);
+        memcpy(lg, ws->logits, sizeof(float) * c->C);
+        vit_state_save(m, ws, blob);
+        float *other = golden(&g, "concept_input.0", NULL);
+        CHECK(vit_forward(m, ws, other, H, W, err) == 0, "%s", err);
+        CHECK(vit_state_load(m, ws, blob, sb - 1, err) == CDAM_EINVAL, "%s: a short state is refused", label);
+        blob[0] ^= 1;
+        CHECK(vit_state_load(m, ws, blob, sb, err) == CDAM_EINVAL, "%s: a state with a bad magic is refused", label);
+        blob[0] ^= 1;
+        CHECK(vit_state_load(m, ws, blob, sb, err) == 0, "%s", err);
+        CHECK(ws->N == N0 && ws->H == H && ws->W == W, "%s: state size", label);
+        CHECK(explain_cdam(m, ws, ew, t, 3, s2, err) == 0, "%s", err);
+        CHECK(memcmp(s, s2, sizeof(float) * 3 * n) == 0, "%s: CDAM after a state load is identical", label);
+        CHECK(explain_am(m, ws, &o, am2, err) == 0, "%s", err);
+        CHECK(memcmp(am, am2, sizeof(float) * n) == 0, "%s: AM after a state load is identical", label);
+        CHECK(memcmp(lg, ws->logits, sizeof(float) * c->C) == 0, "%s: logits after a state load", label);
+        CHECK(explain_rp(m, ws, ew, t, &o, s2, err) == CDAM_EINVAL, "%s: RP refuses a loaded state (no records)", label);
+        CHECK(vit_forward(m, ws, x, H, W, err) == 0, "%s", err);
+        free(blob); free(s2); free(am); free(am2); free(lg); free(other);
+    }
+
     // Smooth CDAM with the golden's own noise: the mean of CDAM at T + noise_k.
     {
         long nn = 0;
