@@ -63,26 +63,31 @@ $(BUILD)/tests/%: tests/%.c tests/check.h $(BUILD)/libsrv.a $(BUILD)/libcdam.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libsrv.a $(BUILD)/libcdam.a $(LDLIBS) -o $@
 
-# make run [MODEL=dino]: the paper's model once tools/fetch-dino.sh has fetched it.
-MODEL ?= tiny
+# make run [MODEL=dino|tiny]: serves the demo model (or the paper's, once
+# tools/fetch-dino.sh has fetched it) on http://127.0.0.1:8080 (PORT=..., HOST=...).
+MODEL ?= demo
+PORT  ?= 8080
+HOST  ?= 127.0.0.1
 ifeq ($(MODEL),dino)
   RUN_MODEL := models/dino/dino-vits8.safetensors models/dino/cdam-head-imagenet.safetensors
-  RUN_IMAGE := models/dino/elephant-zebra.jpg
+else ifeq ($(MODEL),tiny)
+  RUN_MODEL := tests/data/models/tiny.safetensors
+else ifneq ($(wildcard models/fashion-vit.safetensors),)
+  RUN_MODEL := models/fashion-vit.safetensors
 else
   RUN_MODEL := tests/data/models/tiny.safetensors
-  RUN_IMAGE := tests/data/images/rgb8.png
+  RUN_WARN  := 1
 endif
 
 run: deps
-	@$(MAKE) --no-print-directory $(BUILD)/cdam
-	@echo "cdam: no server yet (issue 5); running the CLI on $(RUN_MODEL) and $(RUN_IMAGE)"
-	$(BUILD)/cdam info --model $(RUN_MODEL)
-	$(BUILD)/cdam predict --model $(RUN_MODEL) $(RUN_IMAGE)
-	$(BUILD)/cdam explain --model $(RUN_MODEL) --method cdam,am,rp --format png --out $(BUILD)/explain.png $(RUN_IMAGE)
+	@$(MAKE) --no-print-directory $(BUILD)/cdam-server
+	@$(if $(RUN_WARN),echo "cdam: WARNING: models/fashion-vit.safetensors is missing; serving the small random test model $(RUN_MODEL)" >&2,true)
+	$(BUILD)/cdam-server --model $(RUN_MODEL) --host $(HOST) --port $(PORT) --static static --data-dir data
 
 test: deps
 	@$(MAKE) --no-print-directory all
-	tests/run.sh $(TEST_BIN) "tests/test_cli.sh $(BUILD)" $(if $(wildcard $(PYTHON)),"$(PYTHON) tests/ref/test_convert.py")
+	tests/run.sh $(TEST_BIN) "tests/test_cli.sh $(BUILD)" $(if $(wildcard $(PYTHON)),"$(PYTHON) tests/ref/test_convert.py") \
+	  $(if $(wildcard tests/api/run.sh),"tests/api/run.sh $(BUILD)")
 
 test-ref:
 	@tools/install-deps.sh --ref
