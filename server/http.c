@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,6 +59,7 @@ typedef struct {
     unsigned char *img[SRV_MAX_IMAGES];
     size_t img_len[SRV_MAX_IMAGES], img_cap[SRV_MAX_IMAGES];
     int nimg, too_many_images;
+    int nparts;               // multipart iterator calls: 0 = nothing parsed
     // model work
     srv_task *task;
     int rejected;             // queue full after suspending
@@ -220,6 +222,8 @@ static enum MHD_Result post_iter(void *cls, enum MHD_ValueKind kind, const char 
     (void)kind, (void)filename, (void)content_type, (void)transfer_encoding;
     conn_state *cs = cls;
     if (!key) return MHD_YES;
+    cs->nparts++;
+    if (size == 0) return MHD_YES;  // MHD may announce a value before its data: not a new value
     if (!strcmp(key, "image") || !strcmp(key, "images") || !strcmp(key, "image[]")) {
         if (off == 0) {
             flush_field(cs);
@@ -281,6 +285,8 @@ static int body_fields(conn_state *cs, const char *img_key, cJSON **root, srv_er
         flush_field(cs);
         if (cs->fields_oom) return srv_fail(e, 500, "internal", "out of memory reading the form");
         if (cs->pp_failed) return srv_fail(e, 400, "bad_multipart", "the multipart/form-data body is malformed or truncated");
+        if (cs->nparts == 0)
+            return srv_fail(e, 400, "bad_multipart", "no form fields or files in the multipart/form-data body (missing or wrong boundary?)");
         if (cs->too_many_images) return srv_fail(e, 400, "bad_request", "more than %d images", SRV_MAX_IMAGES);
         *root = cs->fields ? cs->fields : srv_fields_new();
         cs->fields = NULL;
@@ -297,7 +303,7 @@ static int body_fields(conn_state *cs, const char *img_key, cJSON **root, srv_er
     cJSON *im = cJSON_GetObjectItemCaseSensitive(j, img_key);
     if (im && !cJSON_IsNull(im)) {
         int list = cJSON_IsArray(im);
-        if (!list && !cJSON_IsString(im)) {
+        if ((!list && !cJSON_IsString(im)) || (!list && !strcmp(img_key, "images"))) {
             cJSON_Delete(j);
             return srv_fail(e, 400, "bad_request", "%s must be %s", img_key, !strcmp(img_key, "images") ? "a list of base64 strings" : "a base64 string");
         }
@@ -376,13 +382,27 @@ static enum MHD_Result answer_metrics(conn_state *cs, struct MHD_Connection *c) 
     return send_buf(cs, c, 200, txt, len, "text/plain; version=0.0.4; charset=utf-8", NULL, NULL);
 }
 
+// {"id", "name", "images", "embedding" (floats as %.9g: they read back as the same
+// float32), "created" (%.6f, as stored)}.
 static char *concept_json(const srv_concept_info *in, const float *emb, int dim) {
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "id", in->id);
     cJSON_AddStringToObject(j, "name", in->name);
     cJSON_AddNumberToObject(j, "images", in->images);
-    if (emb) cJSON_AddItemToObject(j, "embedding", cJSON_CreateFloatArray(emb, dim));
-    cJSON_AddNumberToObject(j, "created", in->created);
+    char *raw = malloc((size_t)dim * 24 + 8), num[48];
+    if (!raw) {
+        cJSON_Delete(j);
+        return NULL;
+    }
+    size_t k = 0;
+    raw[k++] = '[';
+    for (int i = 0; i < dim; i++) k += (size_t)sprintf(raw + k, "%s%.9g", i ? "," : "", isfinite(emb[i]) ? emb[i] : 0.0f);
+    raw[k++] = ']';
+    raw[k] = 0;
+    cJSON_AddRawToObject(j, "embedding", raw);
+    free(raw);
+    snprintf(num, sizeof num, "%.6f", in->created);
+    cJSON_AddRawToObject(j, "created", num);
     char *t = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
     return t;
@@ -671,14 +691,21 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             MHD_destroy_response(r);
             return ret;
         }
-        if (cs->route == R_OTHER) return send_error(cs, c, 404, "not_found", "no route %.200s", url);
+        if (cs->route == R_OTHER || (cs->route == R_STATIC && !method_allowed(cs->route, method) && strcmp(url, "/") &&
+                                     strcmp(url, "/index.html")))
+            return send_error(cs, c, 404, "not_found", "no route %.200s", url);
         if (!method_allowed(cs->route, method))
             return send_error(cs, c, 405, "method_not_allowed", "%s is not allowed on %s", method, route_names[cs->route]);
         if (s->cfg.api_key && *s->cfg.api_key && needs_key(cs->route) && !key_ok(s, c))
             return send_error(cs, c, 401, "unauthorized", "this server needs \"Authorization: Bearer <key>\"");
         if (!strcmp(method, "POST")) {
             const char *len = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-            if (len && strtoull(len, NULL, 10) > (unsigned long long)s->cfg.max_body_mb << 20)
+            unsigned long long n = len ? strtoull(len, NULL, 10) : 0, lim = (unsigned long long)s->cfg.max_body_mb << 20;
+            // Over the limit: the body is read and dropped, so that a client that sends it
+            // all still reads the 413; far over it, the answer comes now and the
+            // connection closes.
+            if (n > lim) cs->too_big = 1;
+            if (n > 4 * lim + (64ULL << 20))
                 return send_error(cs, c, 413, "body_too_large", "the request body (%s bytes) is over the limit of %ld MB", len,
                                   s->cfg.max_body_mb);
             const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
@@ -699,7 +726,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         cs->received += n;
         if (cs->too_big || cs->received > (size_t)s->cfg.max_body_mb << 20) {
             cs->too_big = 1;
-            return MHD_YES;  // discard the rest; answered 413 at the end
+            // discard the rest, answered 413 at the end; a client that goes on far past
+            // the limit (a chunked body has no length) is cut off
+            if (cs->received > ((size_t)s->cfg.max_body_mb << 22) + ((size_t)64 << 20)) return MHD_NO;
+            return MHD_YES;
         }
         if (cs->multipart) {
             if (!cs->pp_failed && MHD_post_process(cs->pp, upload_data, n) != MHD_YES) cs->pp_failed = 1;

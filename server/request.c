@@ -287,6 +287,7 @@ int srv_parse_explain(const cJSON *root, const vit_model *m, int max_h, int max_
     }
 
     it = cJSON_GetObjectItemCaseSensitive(root, "classes");
+    r->default_class = !it || cJSON_IsNull(it);
     if (it && !cJSON_IsNull(it)) {
         const cJSON *one = it, *x;
         if (!cJSON_IsArray(it) && !cJSON_IsNumber(it) && !cJSON_IsString(it)) {
@@ -318,6 +319,15 @@ int srv_parse_explain(const cJSON *root, const vit_model *m, int max_h, int max_
         srv_explain_req_free(r);
         return srv_fail(e, 400, "unknown_class", "the model has no classification head: give a concept or concept_embedding");
     }
+    if (c->C == 0) r->default_class = 0;
+    if (r->nclasses == 0 && nextra == 0 && !r->default_class) {
+        srv_explain_req_free(r);
+        return srv_fail(e, 400, "bad_request", "no targets: classes is empty and there is no concept");
+    }
+    if (r->default_class && 1 + nextra > SRV_MAX_TARGETS) {
+        srv_explain_req_free(r);
+        return srv_fail(e, 400, "too_many_classes", "too many targets");
+    }
 
     it = cJSON_GetObjectItemCaseSensitive(root, "size");
     if (it && !cJSON_IsNull(it)) {
@@ -346,7 +356,7 @@ int srv_parse_explain(const cJSON *root, const vit_model *m, int max_h, int max_
     if (int_field(root, "top_k", 1, 100000, &v, e) < 0) return srv_explain_req_free(r), -1;
     r->top_k = (int)(v < c->C ? v : c->C);
     v = -1;
-    if (int_field(root, "head", -1, c->H - 1, &v, e) < 0) return srv_explain_req_free(r), -1;
+    if (int_field(root, "head", 0, c->H - 1, &v, e) < 0) return srv_explain_req_free(r), -1;
     r->head = (int)v;
     v = r->samples;
     if (int_field(root, "samples", 1, 256, &v, e) < 0) return srv_explain_req_free(r), -1;

@@ -45,7 +45,8 @@ typedef struct {
     int methods[EXPLAIN_NMETHODS];  // explain_method values, request order, no repeats
     int nmethods;
     int classes[SRV_MAX_TARGETS];   // class indices, request order
-    int nclasses;                   // 0 with no concept/embedding: the top-1 prediction
+    int nclasses;
+    int default_class;              // classes absent: the top-1 prediction comes first
     int has_concept;                // a stored concept id (looked up by the caller)
     char concept_id[33];
     int has_embedding;

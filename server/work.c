@@ -276,7 +276,7 @@ static void run_explain(srv_worker *w, srv_task *t) {
     explain_target tg[SRV_MAX_TARGETS];
     int nt = 0;
     for (int i = 0; i < r->nclasses; i++) tg[nt++] = (explain_target){0, r->classes[i], NULL};
-    if (r->nclasses == 0 && !r->has_concept && !r->has_embedding) {
+    if (r->default_class) {
         tg[0] = (explain_target){0, 0, NULL};
         vit_topk(ws->logits, c->C, 1, &tg[0].cls);
         nt = 1;
@@ -315,6 +315,10 @@ static void run_explain(srv_worker *w, srv_task *t) {
             break;
         case EXPLAIN_TAM: rc = explain_tam(m, w->ws, w->ews, w->x, tg, nt, &o, sc, err); break;
         default: rc = cdam_fail(err, CDAM_EINVAL, "unknown method");
+        }
+        if (rc == 0 && t->deadline > 0 && !t->job_id[0] && srv_now() > t->deadline) {
+            pc.timed_out = 1;
+            rc = CDAM_ECANCELLED;
         }
         if (rc < 0) {
             img_free(&im);
@@ -475,7 +479,7 @@ static void run_concept(srv_worker *w, srv_task *t) {
         if (d) sb_printf(&b, ",");
         sb_float(&b, emb[d]);
     }
-    sb_printf(&b, "],\"created\":%.3f}", info.created);
+    sb_printf(&b, "],\"created\":%.6f}", info.created);
     if (b.oom) {
         free(b.p);
         task_error(t, 500, "internal", "out of memory writing the answer");
