@@ -4,6 +4,7 @@
 #   make test       install missing packages, build, run every test
 #   make test-ref   regenerate the PyTorch goldens (needs python3-torch; tools/install-deps.sh --ref)
 #   make bench      forward-pass benchmark on a full-size random ViT-S/8 (see bench/README.md)
+#   make bench-server   cdam-server under load against the engine's own speed (bench/README.md)
 #   make SANITIZE=address test   /   make SANITIZE=undefined test   (separate build dirs)
 
 CC      ?= gcc
@@ -37,7 +38,7 @@ TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 HDRS     := $(wildcard core/*.h server/*.h)
 
-.PHONY: all deps run test test-ref bench clean
+.PHONY: all deps run test test-ref bench bench-server clean
 all: $(BUILD)/cdam $(BUILD)/cdam-server $(TEST_BIN)
 
 deps:
@@ -98,6 +99,10 @@ test-ref:
 bench: deps
 	@$(MAKE) --no-print-directory all $(BUILD)/bench_forward $(BUILD)/bench_explain
 	bench/run.sh $(BUILD)
+
+bench-server: deps
+	@$(MAKE) --no-print-directory $(BUILD)/cdam-server $(BUILD)/bench_explain
+	bench/server.sh $(BUILD)
 
 $(BUILD)/bench_%: bench/bench_%.c $(BUILD)/libcdam.a
 	$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libcdam.a $(LDLIBS) -o $@
