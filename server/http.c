@@ -750,6 +750,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         t->body = NULL;
         enum MHD_Result r = send_buf(cs, c, t->status, body, t->body_len, t->content_type, NULL, NULL);
         srv_task_free(t);
+        atomic_fetch_sub(&s->inflight, 1);  // answered: SIGTERM's drain may now end
         return r;
     }
     if (cs->rejected) {

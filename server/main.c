@@ -108,8 +108,12 @@ static void on_housekeeping(uv_timer_t *t) {
 }
 
 static void on_drain(uv_timer_t *t) {
+    static double idle_since;
     int left = atomic_load(&S.inflight);
     if (left > 0 && srv_now() < drain_until) return;
+    // every answer is queued: give the network threads a moment to send the last ones
+    if (left == 0 && idle_since == 0) idle_since = srv_now();
+    if (left == 0 && srv_now() < idle_since + 0.2) return;
     if (left > 0) srv_log("shutdown: %d requests still in flight after %ld ms; stopping anyway", left, S.cfg.drain_ms);
     uv_timer_stop(t);
     uv_close((uv_handle_t *)&housekeeping, NULL);

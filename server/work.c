@@ -528,7 +528,6 @@ static void worker_main(void *arg) {
             srv_task_free(t);
         } else {
             struct MHD_Connection *conn = t->conn;
-            atomic_fetch_sub(&s->inflight, 1);
             atomic_store(&t->done, 1);
             MHD_resume_connection(conn);  // the HTTP thread answers and frees t
         }

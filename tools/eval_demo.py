@@ -47,6 +47,7 @@ import safetensors_io as st  # noqa: E402
 import train_demo as td  # noqa: E402
 
 RECALL_SEED, POINT_SEED, EXAMPLE_SEED = 1000, 2000, 3000
+STEP = 4   # item-position lattice of the evaluated model (set from its metadata)
 
 
 def slug(label):
@@ -63,6 +64,16 @@ def load_model(path):
     std = json.loads(meta.get("std", "[0.229, 0.224, 0.225]"))
     assert len(set(mean)) == 1 and len(set(std)) == 1, "expects a grey model (equal mean/std per channel)"
     return model, meta, mean[0], std[0]
+
+
+def pos_step_of(meta):
+    """The item-position lattice the model was trained on (metadata pos_step, or the
+    --pos-step of its training command), which the evaluation scenes use too."""
+    import re
+    if "pos_step" in meta:
+        return int(meta["pos_step"])
+    m = re.search(r"--pos-step (\d+)", meta.get("training", ""))
+    return int(m.group(1)) if m else td.POS_STEP
 
 
 def forward_maps(model, x, classes):
@@ -100,7 +111,7 @@ def hit(score_map, box, grid=12):
 
 def evaluate_recall(model, mean, std, images, labels, n, batch=250):
     import torch
-    xs, _, items = td.SceneMaker(images, labels, RECALL_SEED).batch(n)
+    xs, _, items = td.SceneMaker(images, labels, RECALL_SEED, step=STEP).batch(n)
     with torch.no_grad():
         logits = np.concatenate([
             model(td.to_input(xs[i:i + batch], mean, std).double())["logits"].numpy()
@@ -120,7 +131,7 @@ def evaluate_recall(model, mean, std, images, labels, n, batch=250):
 
 
 def evaluate_pointing(model, mean, std, images, labels, n, batch=100):
-    xs, _, items = td.SceneMaker(images, labels, POINT_SEED).batch(n, k=2)
+    xs, _, items = td.SceneMaker(images, labels, POINT_SEED, step=STEP).batch(n, k=2)
     hits = {"CDAM": 0, "AM": 0, "RP": 0}
     per_class = np.zeros((len(td.LABELS), 2))
     total = 0
@@ -157,7 +168,7 @@ def write_examples(model, mean, std, images, labels, out_dir, per_class=3):
     and per-class item images (test items the model names with confidence)."""
     import torch
     rng = np.random.default_rng(EXAMPLE_SEED)
-    maker = td.SceneMaker(images, labels, EXAMPLE_SEED)
+    maker = td.SceneMaker(images, labels, EXAMPLE_SEED, step=STEP)
     os.makedirs(os.path.join(out_dir, "items"), exist_ok=True)
     index = {"model": "models/fashion-vit.safetensors",
              "box": "x, y, width, height in pixels of the 96x96 image",
@@ -210,7 +221,7 @@ def write_examples(model, mean, std, images, labels, out_dir, per_class=3):
 
 def export(model, mean, std, images, labels, path, n):
     """The first n two-item pointing-game scenes with boxes, logits and maps (float32)."""
-    xs, _, items = td.SceneMaker(images, labels, POINT_SEED).batch(n, k=2)
+    xs, _, items = td.SceneMaker(images, labels, POINT_SEED, step=STEP).batch(n, k=2)
     x = td.to_input(xs, mean, std).double()
     maps = {"cdam": [], "am": [], "rp": []}
     for j in range(2):
@@ -244,6 +255,8 @@ def main():
     torch.set_num_threads(a.threads)
     t0 = time.time()
     model, meta, mean, std = load_model(a.model)
+    global STEP
+    STEP = pos_step_of(meta)
     images, labels = td.load_fashion("t10k")
     print(f"model {a.model}: {meta.get('name')}, D={model.dim} L={model.depth} H={model.num_heads}, "
           f"mean {mean} std {std}")
