@@ -6,6 +6,7 @@
 #   make bench      forward-pass benchmark on a full-size random ViT-S/8 (see bench/README.md)
 #   make bench-server   cdam-server under load against the engine's own speed (bench/README.md)
 #   make SANITIZE=address test   /   make SANITIZE=undefined test   (separate build dirs)
+#   make container-test   build the Dockerfile's image with podman and run it (tests/container/README.md)
 
 CC      ?= gcc
 PYTHON  ?= /usr/bin/python3
@@ -38,7 +39,7 @@ TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 HDRS     := $(wildcard core/*.h server/*.h)
 
-.PHONY: all deps run test test-ref bench bench-server clean
+.PHONY: all deps run test test-ref bench bench-server clean container-test
 all: $(BUILD)/cdam $(BUILD)/cdam-server $(TEST_BIN)
 
 deps:
@@ -59,6 +60,10 @@ $(BUILD)/cdam: $(BUILD)/core/cli.o $(BUILD)/libcdam.a
 
 $(BUILD)/cdam-server: $(BUILD)/server/main.o $(BUILD)/libsrv.a $(BUILD)/libcdam.a
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+# the container's health probe (Dockerfile HEALTHCHECK): GET /healthz, exit 0 on 200
+$(BUILD)/cdam-healthcheck: tools/healthcheck.c Makefile
+	$(CC) $(CFLAGS) $(LDFLAGS) $< -o $@
 
 $(BUILD)/tests/%: tests/%.c tests/check.h $(BUILD)/libsrv.a $(BUILD)/libcdam.a
 	@mkdir -p $(dir $@)
@@ -86,9 +91,12 @@ run: deps
 	$(BUILD)/cdam-server --model $(RUN_MODEL) --host $(HOST) --port $(PORT) --static static --data-dir data
 
 test: deps
+	@tools/install-deps.sh --test
 	@$(MAKE) --no-print-directory all
 	tests/run.sh $(TEST_BIN) "tests/test_cli.sh $(BUILD)" $(if $(wildcard $(PYTHON)),"$(PYTHON) tests/ref/test_convert.py") \
-	  $(if $(wildcard tests/api/run.sh),"tests/api/run.sh $(BUILD)")
+	  $(if $(wildcard tests/api/run.sh),"tests/api/run.sh $(BUILD)") \
+	  $(if $(wildcard tests/web/run.sh),"tests/web/run.sh $(BUILD)") \
+	  $(if $(and $(CONTAINER_TEST),$(shell command -v podman 2>/dev/null)),tests/container/run.sh)
 
 test-ref:
 	@tools/install-deps.sh --ref
@@ -106,6 +114,15 @@ bench-server: deps
 
 $(BUILD)/bench_%: bench/bench_%.c $(BUILD)/libcdam.a
 	$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libcdam.a $(LDLIBS) -o $@
+
+# make container-test: builds the Dockerfile's image (podman, no Docker engine) from a clean
+# copy of the tree and runs it; validates deploy/ and openapi.yaml (tests/container/README.md).
+# `make test` runs it too when podman is installed, in the default build only (not under
+# SANITIZE=...: the image is built from the same sources either way).
+CONTAINER_TEST ?= $(if $(SANITIZE),,1)
+container-test:
+	@tools/install-deps.sh --container
+	tests/container/run.sh
 
 clean:
 	rm -rf build build-address build-undefined

@@ -1,13 +1,19 @@
 #!/bin/sh
 # Installs the Debian packages cdam needs to build and test, and only those that are
 # missing (idempotent; a no-op on a machine that has them all). Run as root, or with
-# sudo available. Usage: tools/install-deps.sh [--ref]   (--ref adds python3-torch etc.
-# for `make test-ref`, regenerating the PyTorch goldens; never needed at run time).
+# sudo available. Usage: tools/install-deps.sh [--ref] [--container]   (--ref adds
+# python3-torch etc. for `make test-ref`, regenerating the PyTorch goldens; never needed at
+# run time; --container adds podman and debootstrap for `make container-test`, which builds
+# and runs the Dockerfile's image without a Docker engine).
 set -eu
 pkgs="gcc make pkg-config libc6-dev libopenblas-dev libstb-dev libwebp-dev libmicrohttpd-dev libcjson-dev libuv1-dev nettle-dev"
-if [ "${1:-}" = "--ref" ]; then
-  pkgs="$pkgs python3 python3-torch python3-numpy python3-pil"
-fi
+for arg in "$@"; do
+  case $arg in
+    --ref) pkgs="$pkgs python3 python3-torch python3-numpy python3-pil" ;;
+    --container) pkgs="$pkgs podman debootstrap tar" ;;
+    *) echo "install-deps: unknown option $arg (--ref, --container)" >&2; exit 2 ;;
+  esac
+done
 missing=""
 for p in $pkgs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
