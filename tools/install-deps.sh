@@ -11,7 +11,7 @@ pkgs="gcc make pkg-config libc6-dev libopenblas-dev libstb-dev libwebp-dev libmi
 for arg in "$@"; do
   case $arg in
     --ref) pkgs="$pkgs python3 python3-torch python3-numpy python3-pil" ;;
-    --container) pkgs="$pkgs podman debootstrap tar" ;;
+    --container) pkgs="$pkgs podman debootstrap tar systemd" ;;
     # make test's end-to-end tests: the API and browser tests run on Node.js (20 or newer;
     # Debian's nodejs only where there is none) and Debian's Chromium
     --test) pkgs="$pkgs chromium"; command -v node >/dev/null 2>&1 || pkgs="$pkgs nodejs npm" ;;
