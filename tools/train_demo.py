@@ -58,7 +58,14 @@ LABELS = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shir
           "Sneaker", "Bag", "Ankle boot"]
 CANVAS, ITEM, PATCH = 96, 28, 8
 N_VAL_HELD_OUT = 5000
-POS_STEP = 4          # item positions are random multiples of 4 pixels
+POS_STEP = 8          # item positions: 2 + multiples of 8 pixels (see pos_offset)
+
+
+def pos_offset(step):
+    """First position of the item lattice: items sit centred in step-wide cells, so with
+    step 8 an item (28 px) covers a 4x4 block of patches exactly, 2 px in from its edges
+    (every patch whose centre lies in the item's box is mostly covered by the item)."""
+    return ((-ITEM) % step) // 2
 
 
 def read_idx(path):
@@ -92,9 +99,10 @@ class SceneMaker:
 
     def layout(self, k):
         """k non-overlapping 28x28 boxes (x, y) on the canvas, uniform by rejection."""
-        rng, hi = self.rng, (CANVAS - ITEM) // self.step + 1
+        off = pos_offset(self.step)
+        rng, hi = self.rng, (CANVAS - ITEM - off) // self.step + 1
         while True:
-            xy = rng.integers(0, hi, size=(k, 2)) * self.step
+            xy = off + rng.integers(0, hi, size=(k, 2)) * self.step
             ok = True
             for i in range(k):
                 for j in range(i):
@@ -207,7 +215,8 @@ def item_windows(images, labels, rng, n, win, step=1):
     xs = np.zeros((n, side, side), np.uint8)
     ys = np.zeros((n, len(LABELS)), np.float32)
     pick = rng.integers(0, len(images), size=n)
-    off = rng.integers(0, (side - ITEM) // step + 1, size=(n, 2)) * step
+    o = pos_offset(step)
+    off = o + rng.integers(0, (side - ITEM - o) // step + 1, size=(n, 2)) * step
     tok = np.zeros((n, win * win, len(LABELS)), np.float32)
     for i in range(n):
         xs[i, off[i, 1]:off[i, 1] + ITEM, off[i, 0]:off[i, 0] + ITEM] = images[pick[i]]
@@ -264,7 +273,7 @@ def main():
     ap.add_argument("--dim", type=int, default=128)
     ap.add_argument("--depth", type=int, default=4)
     ap.add_argument("--heads", type=int, default=4)
-    ap.add_argument("--steps", type=int, default=6000)
+    ap.add_argument("--steps", type=int, default=7000)
     ap.add_argument("--batch", type=int, default=48, help="full scenes per step")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--warmup", type=int, default=200)
