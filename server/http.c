@@ -62,6 +62,7 @@ typedef struct {
     int nparts;               // multipart iterator calls: 0 = nothing parsed
     // model work
     srv_task *task;
+    int counted;              // counted in srv.inflight until answered or closed
     int rejected;             // queue full after suspending
     // answer
     int status;
@@ -450,8 +451,10 @@ static enum MHD_Result submit_sync(conn_state *cs, struct MHD_Connection *c) {
     t->deadline = s->cfg.deadline_ms > 0 ? cs->t0 + s->cfg.deadline_ms / 1e3 : 0;
     MHD_suspend_connection(c);
     atomic_fetch_add(&s->inflight, 1);
+    cs->counted = 1;
     if (srv_submit(s, t) < 0) {
         atomic_fetch_sub(&s->inflight, 1);
+        cs->counted = 0;
         cs->rejected = 1;
         MHD_resume_connection(c);
     }
@@ -750,7 +753,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         t->body = NULL;
         enum MHD_Result r = send_buf(cs, c, t->status, body, t->body_len, t->content_type, NULL, NULL);
         srv_task_free(t);
-        atomic_fetch_sub(&s->inflight, 1);  // answered: SIGTERM's drain may now end
+        if (cs->counted) atomic_fetch_sub(&s->inflight, 1);  // answered: SIGTERM's drain may now end
+        cs->counted = 0;
         return r;
     }
     if (cs->rejected) {
@@ -769,6 +773,10 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
     double dt = srv_now() - cs->t0;
     int status = cs->status ? cs->status : 499;
     if (why != MHD_REQUEST_TERMINATED_COMPLETED_OK && cs->status) status = cs->status;
+    // A client that went away while its request was queued: the worker has finished
+    // (a suspended connection only closes once resumed), but nobody answered.
+    if (cs->counted) atomic_fetch_sub(&s->inflight, 1);
+    cs->counted = 0;
     srv_metrics_request(s->metrics, route_names[cs->route], status, dt);
     srv_log("%s %s %d %zu %.1fms%s", cs->method, cs->path, status, cs->bytes, dt * 1e3,
             why == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (connection closed early)");

@@ -267,6 +267,24 @@ describe('SIGTERM', () => {
   });
 });
 
+describe('a client that goes away', () => {
+  it('while its request runs: the server finishes it, and SIGTERM still exits at once', async () => {
+    const net = await import('node:net');
+    const s = await startServer({ args: ['--max-size', '256', '--drain-ms', '30000'] });
+    const body = JSON.stringify({ image: b64('rgb8.png'), methods: ['smooth_cdam'], samples: 128, size: [256, 256] });
+    const sock = net.connect(s.port, '127.0.0.1');
+    await new Promise((r) => sock.on('connect', r));
+    sock.write(`POST /explain HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+    await new Promise((r) => setTimeout(r, 100));
+    sock.destroy();                                      // gone while the worker runs
+    for (let i = 0; i < 200 && !/POST \/explain/.test(s.stderr()); i++) await new Promise((r) => setTimeout(r, 50));
+    assert.match(s.stderr(), /POST \/explain \d+ \d+ [0-9.]+ms/, 'the abandoned request is logged once the worker is done');
+    const t0 = Date.now();
+    await s.stop();                                      // throws unless exit 0 within 5 s
+    assert.ok(Date.now() - t0 < 3000, `SIGTERM took ${Date.now() - t0} ms: the abandoned request was still counted as in flight`);
+  });
+});
+
 describe('--cors', () => {
   let c;
   before(async () => { c = await startServer({ args: ['--cors', 'https://a.example,https://b.example'] }); });
