@@ -287,6 +287,7 @@ def main():
     ap.add_argument("--pos-step", type=int, default=POS_STEP, help="item positions are multiples of this")
     ap.add_argument("--eval-every", type=int, default=500)
     ap.add_argument("--no-bf16", action="store_true", help="train in float32 (slower)")
+    ap.add_argument("--init", metavar="FILE", help="start from the weights of a model file (fine-tuning)")
     a = ap.parse_args()
 
     import torch
@@ -306,6 +307,10 @@ def main():
     val_in = to_input(val_x, mean, std)
 
     model = build_model(a.dim, a.depth, a.heads)
+    if a.init:
+        state, _ = st.load(a.init)
+        model.load_state_dict({k: torch.from_numpy(v.astype(np.float32)) for k, v in state.items()})
+        print(f"initialised from {a.init}", flush=True)
     nparam = sum(p.numel() for p in model.parameters())
     print(f"model: P={PATCH} D={a.dim} L={a.depth} H={a.heads} F={4 * a.dim} g0={CANVAS // PATCH} "
           f"C={len(LABELS)}: {nparam} parameters", flush=True)
@@ -365,6 +370,7 @@ def main():
     wall = time.time() - t0
     extra = {"training": f"tools/train_demo.py --steps {a.steps} --batch {a.batch} --windows {a.windows} "
                          f"--window {a.window} --pos-step {a.pos_step} --token-loss {a.token_loss} --lr {a.lr} --seed {a.seed}"
+                         + (f" --warmup {a.warmup} --init {a.init}" if a.init else "")
                          + (" --no-bf16" if a.no_bf16 else "")}
     save_model(a.out, state_for_file(model), a.heads, mean, std, extra, pos_step=a.pos_step)
     print(f"wrote {a.out} ({os.path.getsize(a.out)} bytes); wall time {wall:.0f}s ({wall / 60:.1f} min)",
