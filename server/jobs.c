@@ -1,4 +1,5 @@
 #include "jobs.h"
+#include "util.h"
 
 #include <cJSON.h>
 #include <errno.h>
@@ -105,21 +106,6 @@ static void expire_locked(srv_jobs *j, double now) {
     j->n = k;
 }
 
-// 16 random bytes as 32 lowercase hex characters. 0 or -1.
-static int random_id(char id[33]) {
-    unsigned char r[16];
-    size_t got = 0;
-    while (got < sizeof r) {
-        ssize_t k = getrandom(r + got, sizeof r - got, 0);
-        if (k < 0 && errno == EINTR) continue;
-        if (k < 0) return -1;
-        got += (size_t)k;
-    }
-    static const char hex[] = "0123456789abcdef";
-    for (int i = 0; i < 16; i++) { id[2 * i] = hex[r[i] >> 4]; id[2 * i + 1] = hex[r[i] & 15]; }
-    id[32] = 0;
-    return 0;
-}
 
 int srv_jobs_add(srv_jobs *j, char id[33]) {
     if (!j || !id) return CDAM_EINVAL;
@@ -134,7 +120,7 @@ int srv_jobs_add(srv_jobs *j, char id[33]) {
         rc = CDAM_ELIMIT;
     } else {
         do {
-            if (random_id(jb->id)) { rc = CDAM_EIO; break; }
+            if (srv_random_id(jb->id)) { rc = CDAM_EIO; break; }
         } while (locate(j, jb->id, &pos));
     }
     if (!rc) {

@@ -1,4 +1,5 @@
 #include "metrics.h"
+#include "util.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -78,33 +79,10 @@ size_t srv_metrics_escape(char *dst, size_t cap, const char *value) {
     return n;
 }
 
-// A growing text buffer.
-typedef struct { char *p; size_t len, cap; int oom; } sbuf;
-
-static void sb_add(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_add(sbuf *b, const char *fmt, ...) {
-    if (b->oom) return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int k = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
-        va_end(ap);
-        if (k < 0) { b->oom = 1; return; }
-        if ((size_t)k < b->cap - b->len) { b->len += (size_t)k; return; }
-        size_t cap = b->cap * 2 + (size_t)k;
-        char *p = realloc(b->p, cap);
-        if (!p) { b->oom = 1; return; }
-        b->p = p;
-        b->cap = cap;
-    }
-}
-
-// A sample value: integers exactly, others with round-trip precision, +Inf/NaN spelled
-// the Prometheus way.
-static void sb_value(sbuf *b, double v) {
-    if (isnan(v)) sb_add(b, "NaN");
-    else if (isinf(v)) sb_add(b, v > 0 ? "+Inf" : "-Inf");
-    else sb_add(b, "%.17g", v);
+static void sb_value(srv_buf *b, double v) {
+    if (isnan(v)) srv_buf_add(b, "NaN");
+    else if (isinf(v)) srv_buf_add(b, v > 0 ? "+Inf" : "-Inf");
+    else srv_buf_add(b, "%.17g", v);
 }
 
 char *srv_metrics_render(srv_metrics *m, const char *extra, size_t *len) {
@@ -119,34 +97,34 @@ char *srv_metrics_render(srv_metrics *m, const char *extra, size_t *len) {
     clock_gettime(CLOCK_MONOTONIC, &now);
     double uptime = (double)(now.tv_sec - m->start.tv_sec) + (now.tv_nsec - m->start.tv_nsec) * 1e-9;
 
-    sbuf b = {malloc(16384), 0, 16384, 0};
+    srv_buf b = {malloc(16384), 0, 16384, 0};
     if (!b.p) { free(c); return NULL; }
-    sb_add(&b, "# HELP cdam_requests_total HTTP requests answered, by route template and status.\n"
+    srv_buf_add(&b, "# HELP cdam_requests_total HTTP requests answered, by route template and status.\n"
                "# TYPE cdam_requests_total counter\n");
     for (int r = 0; r < NROUTES; r++)
         for (int s = 0; s < NSTATUS; s++)
             if (c->requests[r][s])
-                sb_add(&b, "cdam_requests_total{route=\"%s\",status=\"%d\"} %llu\n", routes[r], s, c->requests[r][s]);
+                srv_buf_add(&b, "cdam_requests_total{route=\"%s\",status=\"%d\"} %llu\n", routes[r], s, c->requests[r][s]);
 
-    sb_add(&b, "# HELP cdam_request_duration_seconds Time from request start to response, by route template.\n"
+    srv_buf_add(&b, "# HELP cdam_request_duration_seconds Time from request start to response, by route template.\n"
                "# TYPE cdam_request_duration_seconds histogram\n");
     for (int r = 0; r < NROUTES; r++) {
         unsigned long long cum = 0;
         for (int k = 0; k <= NBOUNDS; k++) {
             cum += c->buckets[r][k];
-            sb_add(&b, "cdam_request_duration_seconds_bucket{route=\"%s\",le=\"%s\"} %llu\n", routes[r],
+            srv_buf_add(&b, "cdam_request_duration_seconds_bucket{route=\"%s\",le=\"%s\"} %llu\n", routes[r],
                    k < NBOUNDS ? bound_text[k] : "+Inf", cum);
         }
-        sb_add(&b, "cdam_request_duration_seconds_sum{route=\"%s\"} ", routes[r]);
+        srv_buf_add(&b, "cdam_request_duration_seconds_sum{route=\"%s\"} ", routes[r]);
         sb_value(&b, c->sum[r]);
-        sb_add(&b, "\ncdam_request_duration_seconds_count{route=\"%s\"} %llu\n", routes[r], c->count[r]);
+        srv_buf_add(&b, "\ncdam_request_duration_seconds_count{route=\"%s\"} %llu\n", routes[r], c->count[r]);
     }
 
-    sb_add(&b, "# HELP cdam_uptime_seconds Seconds since the server started.\n"
+    srv_buf_add(&b, "# HELP cdam_uptime_seconds Seconds since the server started.\n"
                "# TYPE cdam_uptime_seconds gauge\n"
                "cdam_uptime_seconds %.3f\n",
            uptime);
-    if (extra) sb_add(&b, "%s", extra);
+    if (extra) srv_buf_add(&b, "%s", extra);
     free(c);
     if (b.oom) { free(b.p); return NULL; }
     if (len) *len = b.len;

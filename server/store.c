@@ -1,4 +1,5 @@
 #include "store.h"
+#include "util.h"
 
 #include <cJSON.h>
 #include <dirent.h>
@@ -138,43 +139,6 @@ static void logf_(srv_log_fn log, void *ctx, const char *fmt, ...) {
 // Largest file a concept of dim floats can need (name fully \u-escaped, every float at
 // its longest), with slack; anything bigger is not ours.
 static size_t max_file_size(int dim) { return 65536 + (size_t)dim * 40; }
-
-// A growing text buffer for building a concept file.
-typedef struct { char *p; size_t len, cap; int oom; } sbuf;
-
-static void sb_add(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_add(sbuf *b, const char *fmt, ...) {
-    if (b->oom) return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int k = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
-        va_end(ap);
-        if (k < 0) { b->oom = 1; return; }
-        if ((size_t)k < b->cap - b->len) { b->len += (size_t)k; return; }
-        size_t cap = b->cap * 2 + (size_t)k;
-        char *p = realloc(b->p, cap);
-        if (!p) { b->oom = 1; return; }
-        b->p = p;
-        b->cap = cap;
-    }
-}
-
-// JSON string literal of a valid UTF-8 text: quotes, backslashes and control
-// characters escaped, everything else verbatim.
-static void sb_json_string(sbuf *b, const char *s) {
-    sb_add(b, "\"");
-    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
-        if (*c == '"') sb_add(b, "\\\"");
-        else if (*c == '\\') sb_add(b, "\\\\");
-        else if (*c == '\n') sb_add(b, "\\n");
-        else if (*c == '\r') sb_add(b, "\\r");
-        else if (*c == '\t') sb_add(b, "\\t");
-        else if (*c < 0x20) sb_add(b, "\\u%04x", *c);
-        else sb_add(b, "%c", *c);
-    }
-    sb_add(b, "\"");
-}
 
 // ---------------------------------------------------------------- loading
 
@@ -395,21 +359,6 @@ void srv_store_close(srv_store *st) {
 
 // ---------------------------------------------------------------- adding
 
-// 16 random bytes as 32 lowercase hex characters. 0, or -1 with errno.
-static int random_id(char id[33]) {
-    unsigned char r[16];
-    size_t got = 0;
-    while (got < sizeof r) {
-        ssize_t k = getrandom(r + got, sizeof r - got, 0);
-        if (k < 0 && errno == EINTR) continue;
-        if (k < 0) return -1;
-        got += (size_t)k;
-    }
-    static const char hex[] = "0123456789abcdef";
-    for (int i = 0; i < 16; i++) { id[2 * i] = hex[r[i] >> 4]; id[2 * i + 1] = hex[r[i] & 15]; }
-    id[32] = 0;
-    return 0;
-}
 
 // Writes text durably as "<id>.json": temporary file, fsync, rename, fsync of the
 // directory. On failure no file of this id is left behind. 0 or a CDAM code with err.
@@ -475,7 +424,7 @@ int srv_store_add(srv_store *st, const char *name, int images, const float *embe
         rc = cdam_fail(err, CDAM_ENOMEM, "out of memory");
     else {
         do {
-            if (random_id(c.info.id)) {
+            if (srv_random_id(c.info.id)) {
                 char eb[128];
                 rc = cdam_fail(err, CDAM_EIO, "no random bytes for a concept id: %s", errtext(errno, eb, sizeof eb));
                 break;
@@ -486,13 +435,13 @@ int srv_store_add(srv_store *st, const char *name, int images, const float *embe
     pthread_mutex_unlock(&st->mu);
     if (rc) { free(c.emb); return rc; }
 
-    sbuf b = {malloc(4096), 0, 4096, 0};
+    srv_buf b = {malloc(4096), 0, 4096, 0};
     if (!b.p) b.oom = 1;
-    sb_add(&b, "{\"id\": \"%s\", \"name\": ", c.info.id);
-    sb_json_string(&b, c.info.name);
-    sb_add(&b, ", \"images\": %d, \"created\": %s, \"dim\": %d, \"embedding\": [", images, created, st->dim);
-    for (int i = 0; i < st->dim; i++) sb_add(&b, i ? ", %.9g" : "%.9g", (double)c.emb[i]);
-    sb_add(&b, "]}\n");
+    srv_buf_add(&b, "{\"id\": \"%s\", \"name\": ", c.info.id);
+    srv_buf_str(&b, c.info.name);
+    srv_buf_add(&b, ", \"images\": %d, \"created\": %s, \"dim\": %d, \"embedding\": [", images, created, st->dim);
+    for (int i = 0; i < st->dim; i++) srv_buf_add(&b, i ? ", %.9g" : "%.9g", (double)c.emb[i]);
+    srv_buf_add(&b, "]}\n");
     if (b.oom) rc = cdam_fail(err, CDAM_ENOMEM, "out of memory");
     else rc = write_file(st, c.info.id, b.p, b.len, err);
     free(b.p);

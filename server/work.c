@@ -21,6 +21,7 @@
 #include "image.h"
 #include "render.h"
 #include "srv.h"
+#include "util.h"
 
 struct srv_worker {
     srv *s;
@@ -41,71 +42,13 @@ typedef struct {
     char fmt[8];
 } srv_img_meta;
 
-/* ---- a growable string ------------------------------------------------------------- */
-
-typedef struct {
-    char *p;
-    size_t n, cap;
-    int oom;
-} sbuf;
-
-static void sb_reserve(sbuf *b, size_t more) {
-    if (b->oom || b->n + more + 1 <= b->cap) return;
-    size_t cap = b->cap ? b->cap : 4096;
-    while (cap < b->n + more + 1) cap *= 2;
-    char *p = realloc(b->p, cap);
-    if (!p) {
-        b->oom = 1;
-        return;
-    }
-    b->p = p;
-    b->cap = cap;
-}
-
-static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(sbuf *b, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    int k = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (k < 0) return;
-    sb_reserve(b, (size_t)k);
-    if (b->oom) return;
-    va_start(ap, fmt);
-    vsnprintf(b->p + b->n, (size_t)k + 1, fmt, ap);
-    va_end(ap);
-    b->n += (size_t)k;
-}
-
-// A JSON string literal of s (UTF-8 passed through, control characters escaped).
-static void sb_str(sbuf *b, const char *s) {
-    sb_reserve(b, 2 + 6 * strlen(s));
-    if (b->oom) return;
-    char *o = b->p + b->n;
-    *o++ = '"';
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\') *o++ = '\\', *o++ = (char)*p;
-        else if (*p < 0x20) o += sprintf(o, "\\u%04x", *p);
-        else *o++ = (char)*p;
-    }
-    *o++ = '"';
-    b->n = (size_t)(o - b->p);
-    b->p[b->n] = 0;
-}
-
-// A float that reads back as the same float32 (9 significant digits); 0 if not finite.
-static void sb_float(sbuf *b, double v) {
-    if (!isfinite(v)) v = 0;
-    sb_printf(b, "%.9g", v);
-}
-
 char *srv_error_json(const char *code, const char *message) {
-    sbuf b = {0};
-    sb_printf(&b, "{\"error\":{\"code\":");
-    sb_str(&b, code);
-    sb_printf(&b, ",\"message\":");
-    sb_str(&b, message);
-    sb_printf(&b, "}}");
+    srv_buf b = {0};
+    srv_buf_add(&b, "{\"error\":{\"code\":");
+    srv_buf_str(&b, code);
+    srv_buf_add(&b, ",\"message\":");
+    srv_buf_str(&b, message);
+    srv_buf_add(&b, "}}");
     if (b.oom) {
         free(b.p);
         return NULL;
@@ -363,13 +306,13 @@ static void run_explain(srv_worker *w, srv_task *t) {
     }
     img_free(&im);
 
-    sbuf b = {0};
-    sb_printf(&b, "{\"model\":");
-    sb_str(&b, c->name);
-    sb_printf(&b, ",\"input\":{\"width\":%d,\"height\":%d},\"image\":{\"width\":%d,\"height\":%d,\"format\":", ws->W,
+    srv_buf b = {0};
+    srv_buf_add(&b, "{\"model\":");
+    srv_buf_str(&b, c->name);
+    srv_buf_add(&b, ",\"input\":{\"width\":%d,\"height\":%d},\"image\":{\"width\":%d,\"height\":%d,\"format\":", ws->W,
               ws->H, meta.w, meta.h);
-    sb_str(&b, meta.fmt);
-    sb_printf(&b, "},\"grid\":{\"rows\":%d,\"cols\":%d},\"predictions\":[", ws->gh, ws->gw);
+    srv_buf_str(&b, meta.fmt);
+    srv_buf_add(&b, "},\"grid\":{\"rows\":%d,\"cols\":%d},\"predictions\":[", ws->gh, ws->gw);
     if (c->C > 0) {
         int top[256], k = r->top_k < 256 ? r->top_k : 256;
         double mx = -INFINITY, z = 0;
@@ -377,54 +320,54 @@ static void run_explain(srv_worker *w, srv_task *t) {
         for (int i = 0; i < c->C; i++) z += exp(ws->logits[i] - mx);
         vit_topk(ws->logits, c->C, k, top);
         for (int i = 0; i < k; i++) {
-            sb_printf(&b, "%s{\"index\":%d,\"label\":", i ? "," : "", top[i]);
-            sb_str(&b, m->labels[top[i]]);
-            sb_printf(&b, ",\"logit\":");
-            sb_float(&b, ws->logits[top[i]]);
-            sb_printf(&b, ",\"probability\":");
-            sb_float(&b, exp(ws->logits[top[i]] - mx) / z);
-            sb_printf(&b, "}");
+            srv_buf_add(&b, "%s{\"index\":%d,\"label\":", i ? "," : "", top[i]);
+            srv_buf_str(&b, m->labels[top[i]]);
+            srv_buf_add(&b, ",\"logit\":");
+            srv_buf_float(&b, ws->logits[top[i]]);
+            srv_buf_add(&b, ",\"probability\":");
+            srv_buf_float(&b, exp(ws->logits[top[i]] - mx) / z);
+            srv_buf_add(&b, "}");
         }
     }
-    sb_printf(&b, "],\"explanations\":[");
+    srv_buf_add(&b, "],\"explanations\":[");
     int first = 1;
     for (int k = 0; k < r->nmethods; k++)
         for (int i = 0; i < nmaps[k]; i++) {
             const float *map = maps[k] + (long)i * n;
-            sb_printf(&b, "%s{\"method\":\"%s\",\"target\":", first ? "" : ",", explain_method_name(r->methods[k]));
+            srv_buf_add(&b, "%s{\"method\":\"%s\",\"target\":", first ? "" : ",", explain_method_name(r->methods[k]));
             first = 0;
             if (r->methods[k] == EXPLAIN_AM) {
-                sb_printf(&b, "null");
+                srv_buf_add(&b, "null");
             } else if (i == i_concept) {
-                sb_printf(&b, "{\"type\":\"concept\",\"id\":");
-                sb_str(&b, r->concept_id);
-                sb_printf(&b, ",\"name\":");
-                sb_str(&b, t->concept_name);
-                sb_printf(&b, "}");
+                srv_buf_add(&b, "{\"type\":\"concept\",\"id\":");
+                srv_buf_str(&b, r->concept_id);
+                srv_buf_add(&b, ",\"name\":");
+                srv_buf_str(&b, t->concept_name);
+                srv_buf_add(&b, "}");
             } else if (i == i_embed) {
-                sb_printf(&b, "{\"type\":\"embedding\"}");
+                srv_buf_add(&b, "{\"type\":\"embedding\"}");
             } else {
-                sb_printf(&b, "{\"type\":\"class\",\"index\":%d,\"label\":", tg[i].cls);
-                sb_str(&b, m->labels[tg[i].cls]);
-                sb_printf(&b, "}");
+                srv_buf_add(&b, "{\"type\":\"class\",\"index\":%d,\"label\":", tg[i].cls);
+                srv_buf_str(&b, m->labels[tg[i].cls]);
+                srv_buf_add(&b, "}");
             }
             float lo = INFINITY, hi = -INFINITY;
-            sb_printf(&b, ",\"scores\":[");
+            srv_buf_add(&b, ",\"scores\":[");
             for (long j = 0; j < n; j++) {
                 float v = isfinite(map[j]) ? map[j] : 0;
                 lo = v < lo ? v : lo;
                 hi = v > hi ? v : hi;
-                if (j) sb_printf(&b, ",");
-                sb_float(&b, v);
+                if (j) srv_buf_add(&b, ",");
+                srv_buf_float(&b, v);
             }
-            sb_printf(&b, "],\"min\":");
-            sb_float(&b, lo);
-            sb_printf(&b, ",\"max\":");
-            sb_float(&b, hi);
-            sb_printf(&b, "}");
+            srv_buf_add(&b, "],\"min\":");
+            srv_buf_float(&b, lo);
+            srv_buf_add(&b, ",\"max\":");
+            srv_buf_float(&b, hi);
+            srv_buf_add(&b, "}");
         }
     double end = srv_now();
-    sb_printf(&b, "],\"timing_ms\":{\"queue\":%.3f,\"decode\":%.3f,\"forward\":%.3f,\"explain\":%.3f,\"total\":%.3f},"
+    srv_buf_add(&b, "],\"timing_ms\":{\"queue\":%.3f,\"decode\":%.3f,\"forward\":%.3f,\"explain\":%.3f,\"total\":%.3f},"
                   "\"cache\":\"%s\"}",
               (t0 - t->t_arrive) * 1e3, t_dec * 1e3, t_fwd * 1e3, (e1 - e0) * 1e3, (end - t->t_arrive) * 1e3,
               hit ? "hit" : "miss");
@@ -433,7 +376,7 @@ static void run_explain(srv_worker *w, srv_task *t) {
         task_error(t, 500, "internal", "out of memory writing the answer");
         return;
     }
-    task_answer(t, 200, b.p, b.n, "application/json");
+    task_answer(t, 200, b.p, b.len, "application/json");
 }
 
 static void run_concept(srv_worker *w, srv_task *t) {
@@ -469,23 +412,23 @@ static void run_concept(srv_worker *w, srv_task *t) {
         else task_error(t, 500, "internal", "the concept could not be stored: %s", err);
         return;
     }
-    sbuf b = {0};
-    sb_printf(&b, "{\"id\":");
-    sb_str(&b, info.id);
-    sb_printf(&b, ",\"name\":");
-    sb_str(&b, info.name);
-    sb_printf(&b, ",\"images\":%d,\"embedding\":[", info.images);
+    srv_buf b = {0};
+    srv_buf_add(&b, "{\"id\":");
+    srv_buf_str(&b, info.id);
+    srv_buf_add(&b, ",\"name\":");
+    srv_buf_str(&b, info.name);
+    srv_buf_add(&b, ",\"images\":%d,\"embedding\":[", info.images);
     for (int d = 0; d < c->D; d++) {
-        if (d) sb_printf(&b, ",");
-        sb_float(&b, emb[d]);
+        if (d) srv_buf_add(&b, ",");
+        srv_buf_float(&b, emb[d]);
     }
-    sb_printf(&b, "],\"created\":%.6f}", info.created);
+    srv_buf_add(&b, "],\"created\":%.6f}", info.created);
     if (b.oom) {
         free(b.p);
         task_error(t, 500, "internal", "out of memory writing the answer");
         return;
     }
-    task_answer(t, 201, b.p, b.n, "application/json");
+    task_answer(t, 201, b.p, b.len, "application/json");
 }
 
 static void worker_main(void *arg) {
