@@ -106,30 +106,40 @@ typedef struct {
     int32_t H, W, gh, gw, N, head_in, nheads, pad;
 } vit_state_hdr;
 
+// The state's arrays, in blob order, for N tokens: t (N, D), qkv (N, 3D), cls_attn (H, N),
+// cls_in (D), cls_norm (4, D), latent (4D), logits (C). One table for size, save and load.
+#define VIT_STATE_NARR 7
+static void state_arrays(const vit_config *c, const vit_ws *ws, size_t N, float *ptr[VIT_STATE_NARR],
+                         size_t cnt[VIT_STATE_NARR]) {
+    size_t D = (size_t)c->D;
+    const size_t n[VIT_STATE_NARR] = {N * D, N * 3 * D, (size_t)c->H * N, D, 4 * D, 4 * D, (size_t)c->C};
+    memcpy(cnt, n, sizeof n);
+    if (!ptr) return;
+    float *const p[VIT_STATE_NARR] = {ws->t, ws->qkv, ws->cls_attn, ws->cls_in, ws->cls_norm, ws->latent, ws->logits};
+    memcpy(ptr, p, sizeof p);
+}
+
 size_t vit_state_bytes(const vit_model *m, int gh, int gw) {
-    const vit_config *c = &m->cfg;
-    size_t N = (size_t)gh * gw + 1, D = c->D;
-    // t (N, D), qkv (N, 3D), cls_attn (H, N), cls_in (D), cls_norm (4, D), latent (4D), logits (C)
-    return sizeof(vit_state_hdr) + sizeof(float) * (N * D + N * 3 * D + (size_t)c->H * N + D + 4 * D + 4 * D + (size_t)c->C);
+    size_t cnt[VIT_STATE_NARR], bytes = sizeof(vit_state_hdr);
+    state_arrays(&m->cfg, NULL, (size_t)gh * gw + 1, NULL, cnt);
+    for (int i = 0; i < VIT_STATE_NARR; i++) bytes += sizeof(float) * cnt[i];
+    return bytes;
 }
 
 void vit_state_save(const vit_model *m, const vit_ws *ws, void *buf) {
     const vit_config *c = &m->cfg;
-    size_t N = (size_t)ws->N, D = c->D;
     vit_state_hdr h = {VIT_STATE_MAGIC, (uint32_t)c->D, (uint32_t)c->C, (uint32_t)c->L,
                        ws->H, ws->W, ws->gh, ws->gw, ws->N, c->head_in, c->H, 0};
     char *p = buf;
     memcpy(p, &h, sizeof h);
     p += sizeof h;
-#define PUT(src, cnt) do { memcpy(p, (src), sizeof(float) * (cnt)); p += sizeof(float) * (cnt); } while (0)
-    PUT(ws->t, N * D);
-    PUT(ws->qkv, N * 3 * D);
-    PUT(ws->cls_attn, (size_t)c->H * N);
-    PUT(ws->cls_in, D);
-    PUT(ws->cls_norm, 4 * D);
-    PUT(ws->latent, 4 * D);
-    PUT(ws->logits, (size_t)c->C);
-#undef PUT
+    float *ptr[VIT_STATE_NARR];
+    size_t cnt[VIT_STATE_NARR];
+    state_arrays(c, ws, (size_t)ws->N, ptr, cnt);
+    for (int i = 0; i < VIT_STATE_NARR; i++) {
+        memcpy(p, ptr[i], sizeof(float) * cnt[i]);
+        p += sizeof(float) * cnt[i];
+    }
 }
 
 int vit_state_load(const vit_model *m, vit_ws *ws, const void *buf, size_t len, char *err) {
@@ -144,17 +154,14 @@ int vit_state_load(const vit_model *m, vit_ws *ws, const void *buf, size_t len, 
     if (h.H > ws->max_h || h.W > ws->max_w || h.N > ws->max_N)
         return cdam_fail(err, CDAM_EINVAL, "forward state: a %dx%d input does not fit the %dx%d workspace", h.H, h.W,
                          ws->max_h, ws->max_w);
-    size_t N = (size_t)h.N, D = c->D;
     const char *p = (const char *)buf + sizeof h;
-#define GET(dst, cnt) do { memcpy((dst), p, sizeof(float) * (cnt)); p += sizeof(float) * (cnt); } while (0)
-    GET(ws->t, N * D);
-    GET(ws->qkv, N * 3 * D);
-    GET(ws->cls_attn, (size_t)c->H * N);
-    GET(ws->cls_in, D);
-    GET(ws->cls_norm, 4 * D);
-    GET(ws->latent, 4 * D);
-    GET(ws->logits, (size_t)c->C);
-#undef GET
+    float *ptr[VIT_STATE_NARR];
+    size_t cnt[VIT_STATE_NARR];
+    state_arrays(c, ws, (size_t)h.N, ptr, cnt);
+    for (int i = 0; i < VIT_STATE_NARR; i++) {
+        memcpy(ptr[i], p, sizeof(float) * cnt[i]);
+        p += sizeof(float) * cnt[i];
+    }
     ws->H = h.H, ws->W = h.W, ws->gh = h.gh, ws->gw = h.gw, ws->N = h.N;
     ws->pos = NULL;       // not part of the state; TAM needs a new forward
     ws->rec = NULL;       // the records are of another input now

@@ -490,18 +490,23 @@ static double tam_gflop(const vit_model *m, int H, int W) {
     return n * per_pass / 1e9;
 }
 
+// A new task of the connection (freed with it unless a worker takes it); NULL: out of memory.
+static srv_task *new_task(conn_state *cs, srv_task_kind kind) {
+    srv_task *t = calloc(1, sizeof *t);
+    if (t) t->kind = kind, cs->task = t;
+    return t;
+}
+
 static enum MHD_Result handle_explain(conn_state *cs, struct MHD_Connection *c) {
     srv *s = cs->s;
     srv_error e;
     cJSON *root;
     if (body_fields(cs, "image", &root, &e) < 0) return send_srv_error(cs, c, &e);
-    srv_task *t = calloc(1, sizeof *t);
+    srv_task *t = new_task(cs, SRV_TASK_EXPLAIN);
     if (!t) {
         cJSON_Delete(root);
         return send_error(cs, c, 500, "internal", "out of memory");
     }
-    cs->task = t;
-    t->kind = SRV_TASK_EXPLAIN;
     int rc = srv_parse_explain(root, s->model, s->max_h, s->max_w, &t->req, &e);
     cJSON_Delete(root);
     if (rc < 0) return send_srv_error(cs, c, &e);
@@ -547,13 +552,11 @@ static enum MHD_Result handle_concept_post(conn_state *cs, struct MHD_Connection
         cJSON_Delete(root);
         return send_error(cs, c, 400, "bad_request", "name must be a string of 1 to 128 bytes");
     }
-    srv_task *t = calloc(1, sizeof *t);
+    srv_task *t = new_task(cs, SRV_TASK_CONCEPT);
     if (!t) {
         cJSON_Delete(root);
         return send_error(cs, c, 500, "internal", "out of memory");
     }
-    cs->task = t;
-    t->kind = SRV_TASK_CONCEPT;
     snprintf(t->name, sizeof t->name, "%s", name->valuestring);
     cJSON_Delete(root);
     if (cs->nimg == 0) return send_error(cs, c, 400, "missing_image", "a concept needs at least one image");

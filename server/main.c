@@ -56,8 +56,7 @@ typedef struct {
     long lo, hi;
 } opt;
 
-static void usage(FILE *f, const opt *o, int n, const srv_config *d) {
-    (void)d;
+static void usage(FILE *f, const opt *o, int n) {
     fprintf(f,
             "usage: cdam-server --model FILE... [options]\n"
             "Serves class-discriminative attention maps of a DINO ViT over HTTP (see openapi.yaml).\n"
@@ -164,7 +163,6 @@ int main(int argc, char **argv) {
         {"api-key", "CDAM_API_KEY", "require Authorization: Bearer KEY (default: none)", 's', &cfg->api_key, 0, 0},
     };
     const int nopts = (int)(sizeof opts / sizeof *opts);
-    srv_config defaults = *cfg;
     for (int i = 0; i < nopts; i++) {  // environment first
         const char *v = getenv(opts[i].env);
         if (!v || !*v) continue;
@@ -181,7 +179,7 @@ int main(int argc, char **argv) {
     for (int a = 1; a < argc; a++) {
         const char *arg = argv[a];
         if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) {
-            usage(stdout, opts, nopts, &defaults);
+            usage(stdout, opts, nopts);
             return 0;
         }
         const opt *o = NULL;
@@ -240,8 +238,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "cdam-server: out of memory\n");
         return 1;
     }
-    // Listen first (health checks see 503 "loading" while the model loads), then load.
-    S.max_h = S.max_w = 0;
+    // Load the model, then listen: /healthz answers only once the workers are ready.
     int bound = 0;
     double t0 = srv_now();
     if (vit_model_load(cfg->models, cfg->nmodels, cfg->labels, &S.model, err) < 0) {
