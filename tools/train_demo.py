@@ -92,8 +92,9 @@ def load_fashion(split, data_dir=DATA_DIR):
 class SceneMaker:
     """Builds scenes from a pool of items (images (n, 28, 28) uint8, labels (n,))."""
 
-    def __init__(self, images, labels, seed, step=POS_STEP):
-        self.images, self.labels, self.step = images, labels, step
+    def __init__(self, images, labels, seed, step=POS_STEP, flip=False):
+        """flip: mirror each item left-right with probability 1/2 (training only)."""
+        self.images, self.labels, self.step, self.flip = images, labels, step, flip
         self.by_class = [np.flatnonzero(labels == c) for c in range(len(LABELS))]
         self.rng = np.random.default_rng(seed)
 
@@ -123,7 +124,10 @@ class SceneMaker:
         items = []
         for c, (x, y) in zip(classes, xy):
             idx = int(rng.choice(self.by_class[c]))
-            canvas[y:y + ITEM, x:x + ITEM] = self.images[idx]
+            img = self.images[idx]
+            if self.flip and rng.random() < 0.5:
+                img = img[:, ::-1]
+            canvas[y:y + ITEM, x:x + ITEM] = img
             items.append((int(c), idx, int(x), int(y)))
         return canvas, items
 
@@ -207,9 +211,10 @@ def forward_window(model, x, wy, wx):
     return model.head(h[:, 0]), h[:, 1:]
 
 
-def item_windows(images, labels, rng, n, win, step=1):
+def item_windows(images, labels, rng, n, win, step=1, flip=False):
     """n windows of win x win patches, each one item at a random position (a multiple
-    of step) on black: (canvases (n, 8win, 8win) uint8, targets (n, 10), top-left
+    of step) on black, mirrored left-right with probability 1/2 if flip:
+    (canvases (n, 8win, 8win) uint8, targets (n, 10), top-left
     patch wy, wx of the window in the native grid)."""
     side = win * PATCH
     xs = np.zeros((n, side, side), np.uint8)
@@ -218,8 +223,10 @@ def item_windows(images, labels, rng, n, win, step=1):
     o = pos_offset(step)
     off = o + rng.integers(0, (side - ITEM - o) // step + 1, size=(n, 2)) * step
     tok = np.zeros((n, win * win, len(LABELS)), np.float32)
+    mirror = rng.random(n) < 0.5 if flip else np.zeros(n, bool)
     for i in range(n):
-        xs[i, off[i, 1]:off[i, 1] + ITEM, off[i, 0]:off[i, 0] + ITEM] = images[pick[i]]
+        img = images[pick[i]][:, ::-1] if mirror[i] else images[pick[i]]
+        xs[i, off[i, 1]:off[i, 1] + ITEM, off[i, 0]:off[i, 0] + ITEM] = img
         ys[i, labels[pick[i]]] = 1
         tok[i, patches_in_box(off[i, 0], off[i, 1], win), labels[pick[i]]] = 1
     g = CANVAS // PATCH - win + 1
@@ -287,6 +294,8 @@ def main():
     ap.add_argument("--pos-step", type=int, default=POS_STEP, help="item positions are multiples of this")
     ap.add_argument("--eval-every", type=int, default=500)
     ap.add_argument("--no-bf16", action="store_true", help="train in float32 (slower)")
+    ap.add_argument("--flip", type=int, default=0,
+                    help="1: mirror training items left-right at random (a label-preserving augmentation)")
     ap.add_argument("--init", metavar="FILE", help="start from the weights of a model file (fine-tuning)")
     a = ap.parse_args()
 
@@ -302,7 +311,7 @@ def main():
     mean, std = scene_mean_std(tr_x, tr_y)
     print(f"scene pixel mean {mean} std {std}", flush=True)
 
-    train = SceneMaker(tr_x, tr_y, seed=a.seed + 1, step=a.pos_step)
+    train = SceneMaker(tr_x, tr_y, seed=a.seed + 1, step=a.pos_step, flip=bool(a.flip))
     val_x, _, val_items = SceneMaker(va_x, va_y, seed=a.seed + 2, step=a.pos_step).batch(500)
     val_in = to_input(val_x, mean, std)
 
@@ -345,7 +354,8 @@ def main():
             tok_logits = [model.head(out["norm"][:, 1:]).float().flatten(0, 1)]
             tok_y = [token_targets(items).reshape(-1, len(LABELS))]
             if a.windows:
-                wxs, wys, wtok, wy, wx = item_windows(tr_x, tr_y, wrng, a.windows, a.window, a.pos_step)
+                wxs, wys, wtok, wy, wx = item_windows(tr_x, tr_y, wrng, a.windows, a.window, a.pos_step,
+                                                           flip=bool(a.flip))
                 wl, wt = forward_window(model, to_input(wxs, mean, std), torch.from_numpy(wy), torch.from_numpy(wx))
                 logits = torch.cat([logits, wl.float()])
                 ys = np.concatenate([ys, wys])
@@ -370,6 +380,7 @@ def main():
     wall = time.time() - t0
     extra = {"training": f"tools/train_demo.py --steps {a.steps} --batch {a.batch} --windows {a.windows} "
                          f"--window {a.window} --pos-step {a.pos_step} --token-loss {a.token_loss} --lr {a.lr} --seed {a.seed}"
+                         f" --flip {a.flip}"
                          + (f" --warmup {a.warmup} --init {a.init}" if a.init else "")
                          + (" --no-bf16" if a.no_bf16 else "")}
     save_model(a.out, state_for_file(model), a.heads, mean, std, extra, pos_step=a.pos_step)
