@@ -331,9 +331,17 @@ static void forward_team(void *arg, int tid, int nt) {
         if (ws->rec_ln1) memcpy(ws->rec_ln1 + (l * N + r0) * D, ws->t + r0 * D, sizeof(float) * (size_t)((r1 - r0) * D));
         tpool_barrier(ws->pool);                                // k, v of all rows ready
         // Only the CLS row of the last block reaches the head: past its q, k, v the
-        // other rows are skipped unless every block's output is being recorded.
-        long e1 = l == c->L - 1 && !ws->rec ? (r0 == 0 && r1 > 0) : r1;
-        for (long c0 = r0; c0 < e1; c0 += tile)
+        // other rows are skipped unless every block's output is being recorded. The CLS
+        // row runs as a tile of its own either way, so that its numbers (logits, the
+        // cached forward state) are the same bits with and without recording (a 1-row
+        // GEMM and a many-row GEMM may sum in different orders).
+        long s0 = r0;
+        if (l == c->L - 1 && r0 == 0 && r1 > 0) {
+            block_rest(m, b, ws, 0, 1, scr, 1);
+            s0 = 1;
+        }
+        long e1 = l == c->L - 1 && !ws->rec ? s0 : r1;
+        for (long c0 = s0; c0 < e1; c0 += tile)
             block_rest(m, b, ws, c0, c0 + tile < e1 ? c0 + tile : e1, scr, l == c->L - 1);
         if (ws->rec) memcpy(ws->rec + ((l + 1) * N + r0) * D, ws->x + r0 * D, sizeof(float) * (size_t)((r1 - r0) * D));
         int slot = l - (c->L - 4);

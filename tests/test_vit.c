@@ -167,5 +167,36 @@ int main(void) {
         }
         vit_model_free(m);
     }
+    // Recording every block (RP, TAM) must not change the forward state CDAM, AM and the
+    // server's cache read: the same bits with recording on and off, for 1-3 threads
+    // (the soak once saw logits differ in the last bits after an RP request).
+    {
+        const char *models[] = {"tests/data/models/tiny.safetensors", "models/fashion-vit.safetensors"};
+        for (int mi = 0; mi < 2; mi++) {
+            char err[CDAM_ERR_MAX];
+            vit_model *m;
+            CHECK(vit_model_load(&models[mi], 1, NULL, &m, err) == 0, "%s", err);
+            if (!m) continue;
+            int S = m->cfg.g0 * m->cfg.P;
+            float *x = malloc(sizeof(float) * 3 * S * S);
+            for (long i = 0; i < 3L * S * S; i++) x[i] = (float)sin(0.37 * (double)i) * 1.5f;
+            for (int nt = 1; nt <= 3; nt++) {
+                vit_ws *ws;
+                CHECK(vit_ws_create(m, S, S, nt, VIT_REC_BLOCKS, &ws, err) == 0, "%s", err);
+                size_t nb = vit_state_bytes(m, S / m->cfg.P, S / m->cfg.P);
+                unsigned char *a = malloc(nb), *b = malloc(nb);
+                CHECK(vit_ws_record(ws, 0, err) == 0 && vit_forward(m, ws, x, S, S, err) == 0, "%s", err);
+                vit_state_save(m, ws, a);
+                CHECK(vit_ws_record(ws, 1, err) == 0 && vit_forward(m, ws, x, S, S, err) == 0, "%s", err);
+                vit_state_save(m, ws, b);
+                CHECK(memcmp(a, b, nb) == 0, "%s, %d thr: the forward state differs with recording on", models[mi], nt);
+                free(a);
+                free(b);
+                vit_ws_free(ws);
+            }
+            free(x);
+            vit_model_free(m);
+        }
+    }
     return check_summary("test_vit");
 }
