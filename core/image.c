@@ -15,6 +15,8 @@
 
 #include <stb/stb_image.h>  // declarations only; the implementation is in stb_impl.c
 
+extern _Thread_local unsigned long img_stb_oom;  // stb_impl.c: allocation failures in stb
+
 enum { F_JPEG, F_PNG, F_BMP, F_GIF, F_WEBP };
 static const char *const fmt_names[] = {"jpeg", "png", "bmp", "gif", "webp"};
 static const char *const fmt_upper[] = {"JPEG", "PNG", "BMP", "GIF", "WebP"};
@@ -201,8 +203,10 @@ static int read_header(const uint8_t *d, size_t n, img_header *hd, char *err) {
         if (hd->fmt == F_JPEG && jpeg_scan(d, n, &hd->orient, &hd->sos) < 0)  // before stb parses it
             return cdam_fail(err, CDAM_EFORMAT, "corrupt JPEG: bad Huffman table");
         // stbi_info tries every format, so its failure reason is always "unknown image type".
-        int comp;
-        if (!stbi_info_from_memory(d, (int)n, &hd->w, &hd->h, &comp))
+        unsigned long oom0 = img_stb_oom;
+        int comp, ok = stbi_info_from_memory(d, (int)n, &hd->w, &hd->h, &comp);
+        if (!ok && img_stb_oom != oom0) return cdam_fail(err, CDAM_ENOMEM, "out of memory reading a %s header", name);
+        if (!ok)
             return cdam_fail(err, CDAM_EFORMAT, "truncated or corrupt %s: unreadable header", name);
     }
     if (hd->w <= 0 || hd->h <= 0) return cdam_fail(err, CDAM_EFORMAT, "%s has no pixels (%dx%d)", name, hd->w, hd->h);
@@ -228,7 +232,7 @@ static void to_rgb(const void *src, int is16, int n, size_t npix, uint8_t *dst) 
     const uint8_t *s8 = src;
     const uint16_t *s16 = src;
     for (size_t i = 0; i < npix; i++, dst += 3) {
-        uint32_t v[4];
+        uint32_t v[4] = {0, 0, 0, 0};  // (n >= 1 always fills what is read; GCC 12 -O3 cannot tell)
         for (int c = 0; c < n; c++) {
             size_t k = i * n + c;
             v[c] = is16 ? ((uint32_t)s16[k] * 255 + 32767) / 65535 : s8[k];
@@ -321,6 +325,37 @@ static int decode_webp(const uint8_t *d, size_t n, const img_header *hd, uint8_t
     return 0;
 }
 
+/* stb 2.27 computes z->idata + ioff while idata is still NULL when a PNG has an empty IDAT
+ * chunk before its first non-empty one: NULL + 0, undefined behaviour that clang's UBSan
+ * reports (found by tests/fuzz; stb_impl.c avoids the memcpy(NULL, src, 0) that follows).
+ * An empty IDAT carries no data, so stb gets a copy without them. 0 with *copy NULL
+ * (none to drop), 0 with *copy malloc'ed (*copy_len bytes), or -1 when out of memory. */
+static int png_drop_empty_idat(const uint8_t *d, size_t n, uint8_t **copy, size_t *copy_len) {
+    *copy = NULL;
+    int found = 0;
+    for (size_t p = 8; n - p >= 12;) {  // chunks: length, type, data, CRC (n >= 33: IHDR read)
+        uint32_t len = rd32(d + p, 1);
+        if (len > n - p - 12) break;
+        found |= len == 0 && !memcmp(d + p + 4, "IDAT", 4);
+        p += 12 + (size_t)len;
+    }
+    if (!found) return 0;
+    uint8_t *c = malloc(n);
+    if (!c) return -1;
+    size_t p = 8, q = 8;
+    memcpy(c, d, 8);
+    while (n - p >= 12) {
+        uint32_t len = rd32(d + p, 1);
+        if (len > n - p - 12) break;
+        if (len || memcmp(d + p + 4, "IDAT", 4)) memcpy(c + q, d + p, 12 + (size_t)len), q += 12 + (size_t)len;
+        p += 12 + (size_t)len;
+    }
+    memcpy(c + q, d + p, n - p);  // whatever follows the last whole chunk, as it was
+    *copy = c;
+    *copy_len = q + (n - p);
+    return 0;
+}
+
 // Decodes with stb_image into *px (malloc'ed, stored orientation).
 static int decode_stb(const uint8_t *d, size_t n, const img_header *hd, uint8_t **px, char *err) {
     const char *name = fmt_upper[hd->fmt];
@@ -332,9 +367,11 @@ static int decode_stb(const uint8_t *d, size_t n, const img_header *hd, uint8_t 
         return cdam_fail(err, CDAM_EFORMAT, "truncated or corrupt BMP: pixel data is truncated");
     if (hd->fmt == F_GIF && gif_truncated(d, n))
         return cdam_fail(err, CDAM_EFORMAT, "truncated or corrupt GIF: first frame is truncated");
+    unsigned long oom0 = img_stb_oom;
     int w, h, comp, is16 = hd->fmt == F_PNG && stbi_is_16_bit_from_memory(d, (int)n);
     void *raw = is16 ? (void *)stbi_load_16_from_memory(d, (int)n, &w, &h, &comp, 0)
                      : (void *)stbi_load_from_memory(d, (int)n, &w, &h, &comp, 0);
+    if (!raw && img_stb_oom != oom0) return cdam_fail(err, CDAM_ENOMEM, "out of memory decoding a %s", name);
     if (!raw) return cdam_fail(err, CDAM_EFORMAT, "truncated or corrupt %s: %s", name, stb_reason());
     if (w != hd->w || h != hd->h || comp < 1 || comp > 4) {
         stbi_image_free(raw);
@@ -369,7 +406,12 @@ int img_decode(const uint8_t *data, size_t len, long max_pixels, img_rgb8 *out, 
         if (!px) return cdam_fail(err, CDAM_ENOMEM, "out of memory decoding a %dx%d WebP", W, H);
         rc = decode_webp(data, len, &hd, px, err);
     } else {
-        rc = decode_stb(data, len, &hd, &px, err);
+        uint8_t *copy = NULL;
+        size_t clen = 0;
+        if (hd.fmt == F_PNG && png_drop_empty_idat(data, len, &copy, &clen) < 0)
+            return cdam_fail(err, CDAM_ENOMEM, "out of memory decoding a %dx%d PNG", W, H);
+        rc = decode_stb(copy ? copy : data, copy ? clen : len, &hd, &px, err);
+        free(copy);
     }
     if (rc < 0) {
         free(px);

@@ -5,6 +5,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -175,7 +176,8 @@ static int parse_floats3(const char *txt, float out[3]) {
     json_value *v = json_parse(txt, strlen(txt), NULL);
     int ok = v && v->type == JSON_ARRAY && v->len == 3;
     for (int i = 0; ok && i < 3; i++) {
-        ok = v->items[i].type == JSON_NUMBER && isfinite(v->items[i].num);
+        // within float range: 1e300 would become an infinite mean (found by tests/fuzz)
+        ok = v->items[i].type == JSON_NUMBER && isfinite(v->items[i].num) && fabs(v->items[i].num) <= FLT_MAX;
         if (ok) out[i] = (float)v->items[i].num;
     }
     json_free(v);
@@ -267,7 +269,7 @@ static int read_config_meta(loader *ld, vit_model *m, char *err) {
     if ((v = meta(ld, "ln_eps"))) {
         char *end;
         double e = strtod(v, &end);
-        if (end == v || *end || !(e > 0) || e > 1)
+        if (end == v || *end || !(e > 0) || e > 1 || !((float)e > 0))  // 1e-300 would be a float 0
             return cdam_fail(err, CDAM_EFORMAT, "%s: metadata ln_eps '%.32s' is not a small positive number", ld->what, v);
         c->ln_eps = (float)e;
     }
@@ -282,7 +284,11 @@ static int read_config_meta(loader *ld, vit_model *m, char *err) {
     return 0;
 }
 
-int vit_model_load(const char *const *paths, int npaths, const char *labels_path, vit_model **out, char *err) {
+/* vit_model_load (bufs NULL: paths are files, mapped) and vit_model_load_mem (bufs[i] of
+ * lens[i] bytes, borrowed for the duration of the call; paths[i] only labels messages).
+ * Same contract as vit_model_load otherwise. */
+static int model_load(const char *const *paths, const uint8_t *const *bufs, const size_t *lens, int npaths,
+                      const char *labels_path, vit_model **out, char *err) {
     *out = NULL;
     if (npaths < 1 || npaths > MAX_FILES) return cdam_fail(err, CDAM_EINVAL, "need 1 to %d model files, got %d", MAX_FILES, npaths);
     loader ld;
@@ -297,7 +303,8 @@ int vit_model_load(const char *const *paths, int npaths, const char *labels_path
     // 1. Open every file and index every tensor under its DINO name.
     int total = 0;
     for (int i = 0; i < npaths; i++) {
-        if ((rc = st_open(paths[i], &ld.files[i], err)) < 0) goto done;
+        rc = bufs ? st_parse(bufs[i], lens[i], paths[i], &ld.files[i], err) : st_open(paths[i], &ld.files[i], err);
+        if (rc < 0) goto done;
         ld.nfiles++;
         total += ld.files[i].ntensors;
     }
@@ -450,6 +457,19 @@ done:
     if (rc < 0) { vit_model_free(m); return rc; }
     *out = m;
     return 0;
+}
+
+int vit_model_load(const char *const *paths, int npaths, const char *labels_path, vit_model **out, char *err) {
+    return model_load(paths, NULL, NULL, npaths, labels_path, out, err);
+}
+
+int vit_model_load_mem(const uint8_t *const *bufs, const size_t *lens, const char *const *names, int n,
+                       const char *labels_path, vit_model **out, char *err) {
+    if (!bufs || !lens || !names) {
+        *out = NULL;
+        return cdam_fail(err, CDAM_EINVAL, "vit_model_load_mem: no buffers");
+    }
+    return model_load(names, bufs, lens, n, labels_path, out, err);
 }
 
 void vit_model_free(vit_model *m) {

@@ -30,6 +30,7 @@
 #define CDAM_MODEL_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include "errors.h"
 
 typedef struct {
@@ -73,6 +74,11 @@ typedef struct vit_model {
 } vit_model;
 
 int vit_model_load(const char *const *paths, int npaths, const char *labels_path, vit_model **out, char *err);
+// The same from n safetensors images in memory (bufs[i], lens[i] bytes; names[i] stands
+// for the file name in messages). The buffers are only read during the call: the model
+// copies its weights. Used by the fuzz targets (tests/fuzz) and for embedding.
+int vit_model_load_mem(const uint8_t *const *bufs, const size_t *lens, const char *const *names, int n,
+                       const char *labels_path, vit_model **out, char *err);
 void vit_model_free(vit_model *m);
 
 // Index of a class given as a number ("17") or a label ("zebra"); -1 if none.

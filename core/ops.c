@@ -6,7 +6,13 @@
 #include <stdint.h>
 #include <string.h>
 
+// clang before 15 emits target_clones functions without the plain symbol that other files
+// call (link errors in `make fuzz`, the only clang build): one generic version there.
+#if defined(__clang__) && __clang_major__ < 15
+#define CLONES
+#else
 #define CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#endif
 
 /* exp(x) (Cephes expf): x = n ln2 + r with |r| <= ln2/2, exp(r) by a degree-6
  * polynomial, 2^n by building the exponent bits. Arguments below -87 (where

@@ -17,6 +17,8 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <setjmp.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +33,16 @@
 #pragma GCC diagnostic ignored "-Wtype-limits"
 #pragma GCC diagnostic ignored "-Wcast-align"
 #include <stb/stb_easy_font.h>
+// stb_image_write's deflate does not survive an allocation failure (it asserts, then
+// writes through NULL): its allocations go through png_malloc & co. below, which keep
+// every live block of the running encode on a per-thread list and, when an allocation
+// fails, longjmp back to png_guarded (render_png_encode), which frees them all.
+static void *png_malloc(size_t n);
+static void *png_realloc(void *p, size_t n);
+static void png_free(void *p);
+#define STBIW_MALLOC(sz) png_malloc(sz)
+#define STBIW_REALLOC(p, sz) png_realloc(p, sz)
+#define STBIW_FREE(p) png_free(p)
 #define STB_IMAGE_WRITE_IMPLEMENTATION
 #define STB_IMAGE_WRITE_STATIC
 #include <stb/stb_image_write.h>
@@ -581,6 +593,71 @@ static void sink_write(void *ctx, void *data, int size) {
     m->len += (size_t)size;
 }
 
+typedef union png_blk {  // the header of each block (keeps malloc's alignment)
+    struct {
+        union png_blk *prev, *next;
+    } l;
+    max_align_t align;
+} png_blk;
+
+typedef struct {
+    png_blk live;   // circular list of the blocks not yet freed
+    jmp_buf out;
+} png_arena;
+
+static _Thread_local png_arena *png_cur;
+
+static void png_link(png_blk *b) {
+    png_blk *h = &png_cur->live;
+    b->l.prev = h, b->l.next = h->l.next;
+    h->l.next->l.prev = b, h->l.next = b;
+}
+
+static void png_unlink(png_blk *b) { b->l.prev->l.next = b->l.next, b->l.next->l.prev = b->l.prev; }
+
+static void *png_malloc(size_t n) {
+    png_blk *b = malloc(sizeof *b + n);
+    if (!b) longjmp(png_cur->out, 1);
+    png_link(b);
+    return b + 1;
+}
+
+static void *png_realloc(void *p, size_t n) {
+    if (!p) return png_malloc(n);
+    png_blk *b = (png_blk *)p - 1;
+    png_unlink(b);
+    png_blk *q = realloc(b, sizeof *q + n);
+    if (!q) {
+        png_link(b);  // still live: freed with the rest
+        longjmp(png_cur->out, 1);
+    }
+    png_link(q);
+    return q + 1;
+}
+
+static void png_free(void *p) {
+    if (!p) return;
+    png_blk *b = (png_blk *)p - 1;
+    png_unlink(b);
+    free(b);
+}
+
+// stbi_write_png_to_func into m; 0 when it failed or memory ran out (nothing leaked).
+static int png_guarded(const img_rgb8 *im, mem_sink *m) {
+    png_arena a;
+    a.live.l.prev = a.live.l.next = &a.live;
+    png_cur = &a;
+    volatile int ok = 0;
+    if (setjmp(a.out) == 0) {
+        ok = stbi_write_png_to_func(sink_write, m, im->w, im->h, 3, im->px, im->w * 3);
+    } else {
+        while (a.live.l.next != &a.live) png_free(a.live.l.next + 1);
+        ok = 0;
+    }
+    png_cur = NULL;
+    return ok;
+}
+
 int render_png_encode(const img_rgb8 *im, uint8_t **png, size_t *len, char *err) {
     if (!png || !len) return cdam_fail(err, CDAM_EINVAL, "no output");
     *png = NULL;
@@ -590,7 +667,7 @@ int render_png_encode(const img_rgb8 *im, uint8_t **png, size_t *len, char *err)
     if (im->w > 65535 || im->h > 65535 || ((long)im->w * 3 + 1) * im->h > INT_MAX / 2)
         return cdam_fail(err, CDAM_ELIMIT, "image %dx%d too large for PNG encoding", im->w, im->h);
     mem_sink m = {0};
-    int ok = stbi_write_png_to_func(sink_write, &m, im->w, im->h, 3, im->px, im->w * 3);
+    int ok = png_guarded(im, &m);
     if (!ok || m.oom || !m.len) {
         free(m.buf);
         return cdam_fail(err, CDAM_ENOMEM, "PNG encoding failed (out of memory)");

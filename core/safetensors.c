@@ -63,8 +63,11 @@ static int parse_entry(const char *label, const char *name, const json_value *e,
         if (d->type != JSON_NUMBER || !d->is_int || d->i < 0 || d->i > (1LL << 40))
             return cdam_fail(err, CDAM_EFORMAT, "%s: tensor '%s': bad shape", label, name);
         t->shape[i] = d->i;
+        // checked before multiplying: two dimensions of 2^40 would wrap the product to 0
+        // and pass as an empty tensor whose st_numel overflows (found by tests/fuzz)
+        if (d->i && numel > (1ULL << 40) / (uint64_t)d->i)
+            return cdam_fail(err, CDAM_EFORMAT, "%s: tensor '%s': shape too large", label, name);
         numel *= (uint64_t)d->i;
-        if (numel > (1ULL << 40)) return cdam_fail(err, CDAM_EFORMAT, "%s: tensor '%s': shape too large", label, name);
     }
     if (off->len != 2 || off->items[0].type != JSON_NUMBER || !off->items[0].is_int ||
         off->items[1].type != JSON_NUMBER || !off->items[1].is_int || off->items[0].i < 0 || off->items[1].i < 0)

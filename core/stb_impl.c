@@ -27,8 +27,21 @@
 // pixels would then depend on old heap contents (found with valgrind on mutated files).
 // calloc makes that deterministic and leaks nothing; its cost is negligible next to decoding.
 #include <stdlib.h>
-#define STBI_MALLOC(sz) calloc(1, sz)
-#define STBI_REALLOC(p, newsz) realloc(p, newsz)
+// Allocation failures inside stb on this thread: image.c tells "out of memory" from
+// "corrupt data" with it (stbi_info's failure reason is always "unknown image type").
+_Thread_local unsigned long img_stb_oom;
+static void *stb_calloc(size_t n) {
+    void *p = calloc(1, n);
+    if (!p) img_stb_oom++;
+    return p;
+}
+__attribute__((noinline)) static void *stb_realloc(void *p, size_t n) {  // (inlined, GCC 12 misreads stb's failure path as use-after-free)
+    void *q = realloc(p, n);
+    if (!q && n) img_stb_oom++;
+    return q;
+}
+#define STBI_MALLOC(sz) stb_calloc(sz)
+#define STBI_REALLOC(p, newsz) stb_realloc(p, newsz)
 #define STBI_FREE(p) free(p)
 // stbi__getn does memcpy(NULL, src, 0) for a PNG whose first IDAT chunk is empty: harmless
 // with glibc, but undefined behaviour that `make SANITIZE=undefined` aborts on.

@@ -20,7 +20,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -28,6 +30,7 @@
 
 #include "errors.h"
 #include "srv.h"
+#include "util.h"
 
 enum { R_OTHER, R_HEALTHZ, R_MODEL, R_METRICS, R_EXPLAIN, R_CONCEPTS, R_CONCEPT_ID, R_JOB_ID, R_STATIC };
 static const char *route_names[] = {"other", "/healthz", "/model", "/metrics", "/explain", "/concepts", "/concepts/{id}",
@@ -49,6 +52,8 @@ typedef struct {
     size_t len, cap;
     size_t received;
     int too_big;
+    int body_oom;             // the body buffer could not grow: answered 500
+    unsigned long oom0;       // srv_oom_count() when the request started
     struct MHD_PostProcessor *pp;
     int pp_failed;
     cJSON *fields;            // multipart text fields as JSON
@@ -69,7 +74,74 @@ typedef struct {
     size_t bytes;
 } conn_state;
 
+/* ---- connections: the header deadline ------------------------------------------------------ */
+
+// Every open connection, from accept (and again after each answer) until its request's
+// headers are complete: srv_http_sweep shuts down the socket of one that waits longer than
+// --timeout-s, and libmicrohttpd then closes it. The list's lock is also held by
+// on_connection's CLOSED notification, which libmicrohttpd sends before closing the
+// socket: a swept fd is always still the connection's own.
+typedef struct conn_track {
+    struct conn_track *prev, *next;
+    int fd;
+    double waiting_since;     // monotonic seconds; 0: a request is being handled (or swept)
+} conn_track;
+
+static pthread_mutex_t track_lock = PTHREAD_MUTEX_INITIALIZER;
+static conn_track tracked = {&tracked, &tracked, -1, 0};
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe) {
+    (void)cls;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        conn_track *t = ci ? calloc(1, sizeof *t) : NULL;  // out of memory: this one has only the idle timeout
+        if (!t) return;
+        t->fd = ci->connect_fd;
+        t->waiting_since = srv_now();
+        pthread_mutex_lock(&track_lock);
+        t->prev = &tracked, t->next = tracked.next;
+        tracked.next->prev = t, tracked.next = t;
+        pthread_mutex_unlock(&track_lock);
+        *socket_context = t;
+    } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED && *socket_context) {
+        conn_track *t = *socket_context;
+        pthread_mutex_lock(&track_lock);
+        t->prev->next = t->next, t->next->prev = t->prev;
+        pthread_mutex_unlock(&track_lock);
+        free(t);
+        *socket_context = NULL;
+    }
+}
+
+// The connection's headers are complete (waiting = 0) or it waits for the next ones (1).
+static void track_waiting(struct MHD_Connection *c, int waiting) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    conn_track *t = ci ? ci->socket_context : NULL;
+    if (!t) return;
+    pthread_mutex_lock(&track_lock);
+    t->waiting_since = waiting ? srv_now() : 0;
+    pthread_mutex_unlock(&track_lock);
+}
+
+void srv_http_sweep(srv *s) {
+    double now = srv_now();
+    int n = 0;
+    pthread_mutex_lock(&track_lock);
+    for (conn_track *t = tracked.next; t != &tracked; t = t->next)
+        if (t->waiting_since > 0 && now - t->waiting_since > s->cfg.timeout_s) {
+            shutdown(t->fd, SHUT_RDWR);  // libmicrohttpd sees the end and closes it
+            t->waiting_since = 0;
+            n++;
+        }
+    pthread_mutex_unlock(&track_lock);
+    if (n) srv_log("closed %d connection(s): no complete request headers within %d s", n, s->cfg.timeout_s);
+}
+
 /* ---- answers -------------------------------------------------------------------------- */
+
+// The state of a request whose conn_state could not be allocated (answered 500 at once).
+static conn_state oom_state;
 
 static void add_common_headers(conn_state *cs, struct MHD_Connection *c, struct MHD_Response *r) {
     MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
@@ -111,8 +183,29 @@ static enum MHD_Result send_buf(conn_state *cs, struct MHD_Connection *c, int st
     return ret;
 }
 
+// The answer when memory ran out: 500 {"error": {"code": "internal", ...}} from a static
+// buffer, so that it needs no allocation of ours (cs may be NULL).
+static enum MHD_Result send_oom(conn_state *cs, struct MHD_Connection *c) {
+    static const char body[] = "{\"error\":{\"code\":\"internal\",\"message\":\"the server is out of memory\"}}";
+    struct MHD_Response *r = MHD_create_response_from_buffer(sizeof body - 1, (void *)body, MHD_RESPMEM_PERSISTENT);
+    if (!r) return MHD_NO;
+    MHD_add_response_header(r, "Content-Type", "application/json");
+    if (cs) {
+        add_common_headers(cs, c, r);
+        cs->status = 500;
+        cs->bytes = sizeof body - 1;
+    }
+    enum MHD_Result ret = MHD_queue_response(c, 500, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+// Whether cJSON ran out of memory on this thread since the request started (util.h).
+static int oom_since_start(const conn_state *cs) { return srv_oom_count() != cs->oom0; }
+
+// body: malloc'd text (NULL: out of memory -> 500).
 static enum MHD_Result send_json(conn_state *cs, struct MHD_Connection *c, int status, char *body) {
-    if (!body) return MHD_NO;
+    if (!body) return send_oom(cs, c);
     return send_buf(cs, c, status, body, strlen(body), "application/json", NULL, NULL);
 }
 
@@ -126,7 +219,7 @@ static enum MHD_Result send_error(conn_state *cs, struct MHD_Connection *c, int 
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     char *body = srv_error_json(code, msg);
-    if (!body) return MHD_NO;
+    if (!body) return send_oom(cs, c);
     const char *h = NULL, *v = NULL;
     if (status == 503 && !strcmp(code, "queue_full")) h = "Retry-After", v = "1";
     if (status == 405) {
@@ -284,7 +377,7 @@ static int body_fields(conn_state *cs, const char *img_key, cJSON **root, srv_er
             if (ok != MHD_YES) cs->pp_failed = 1;
         }
         flush_field(cs);
-        if (cs->fields_oom) return srv_fail(e, 500, "internal", "out of memory reading the form");
+        if (cs->fields_oom || oom_since_start(cs)) return srv_fail(e, 500, "internal", "out of memory reading the form");
         if (cs->pp_failed) return srv_fail(e, 400, "bad_multipart", "the multipart/form-data body is malformed or truncated");
         if (cs->nparts == 0)
             return srv_fail(e, 400, "bad_multipart", "no form fields or files in the multipart/form-data body (missing or wrong boundary?)");
@@ -293,8 +386,10 @@ static int body_fields(conn_state *cs, const char *img_key, cJSON **root, srv_er
         cs->fields = NULL;
         return *root ? 0 : srv_fail(e, 500, "internal", "out of memory");
     }
+    if (cs->body_oom) return srv_fail(e, 500, "internal", "out of memory reading the body");
     if (cs->len == 0) return srv_fail(e, 400, "bad_json", "the request body is empty");
     cJSON *j = cJSON_ParseWithLength(cs->body, cs->len);
+    if (!j && oom_since_start(cs)) return srv_fail(e, 500, "internal", "out of memory parsing the body");
     if (!j) return srv_fail(e, 400, "bad_json", "the body is not valid JSON (near byte %ld)",
                             cJSON_GetErrorPtr() ? (long)(cJSON_GetErrorPtr() - cs->body) : -1L);
     if (!cJSON_IsObject(j)) {
@@ -332,6 +427,16 @@ static int body_fields(conn_state *cs, const char *img_key, cJSON **root, srv_er
 
 /* ---- handlers ------------------------------------------------------------------------- */
 
+// cJSON_AddItemToObject / ToArray, freeing the item when it cannot be added (cJSON leaves
+// it to the caller: out of memory for the key, or a NULL container).
+static void add_or_free(cJSON *obj, const char *key, cJSON *item) {
+    if (!cJSON_AddItemToObject(obj, key, item)) cJSON_Delete(item);
+}
+
+static void push_or_free(cJSON *arr, cJSON *item) {
+    if (!cJSON_AddItemToArray(arr, item)) cJSON_Delete(item);
+}
+
 static enum MHD_Result answer_model(conn_state *cs, struct MHD_Connection *c) {
     const vit_model *m = cs->s->model;
     const vit_config *k = &m->cfg;
@@ -342,16 +447,20 @@ static enum MHD_Result answer_model(conn_state *cs, struct MHD_Connection *c) {
     cJSON_AddNumberToObject(j, "depth", k->L);
     cJSON_AddNumberToObject(j, "heads", k->H);
     int nat[2] = {k->g0 * k->P, k->g0 * k->P}, mx[2] = {cs->s->max_h, cs->s->max_w};
-    cJSON_AddItemToObject(j, "native_size", cJSON_CreateIntArray(nat, 2));
-    cJSON_AddItemToObject(j, "max_size", cJSON_CreateIntArray(mx, 2));
+    add_or_free(j, "native_size", cJSON_CreateIntArray(nat, 2));
+    add_or_free(j, "max_size", cJSON_CreateIntArray(mx, 2));
     cJSON_AddNumberToObject(j, "num_classes", k->C);
-    for (int i = 0; i < k->C; i++) cJSON_AddItemToArray(labels, cJSON_CreateString(m->labels[i]));
-    cJSON_AddItemToObject(j, "labels", labels);
+    for (int i = 0; i < k->C; i++) push_or_free(labels, cJSON_CreateString(m->labels[i]));
+    add_or_free(j, "labels", labels);
     cJSON_AddStringToObject(j, "head", k->head_in == 0 ? "none" : k->head_in == k->D ? "linear" : "probe");
-    for (int i = 0; i < EXPLAIN_NMETHODS; i++) cJSON_AddItemToArray(methods, cJSON_CreateString(explain_method_name(i)));
-    cJSON_AddItemToObject(j, "methods", methods);
+    for (int i = 0; i < EXPLAIN_NMETHODS; i++) push_or_free(methods, cJSON_CreateString(explain_method_name(i)));
+    add_or_free(j, "methods", methods);
     char *txt = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
+    if (oom_since_start(cs)) {  // a part could not be added: no incomplete answer
+        free(txt);
+        return send_oom(cs, c);
+    }
     return send_json(cs, c, 200, txt);
 }
 
@@ -379,7 +488,7 @@ static enum MHD_Result answer_metrics(conn_state *cs, struct MHD_Connection *c) 
         k += snprintf(extra + k, sizeof extra - (size_t)k, "cdam_jobs{state=\"%s\"} %d\n", srv_job_state_name((srv_job_state)i), jc[i]);
     size_t len;
     char *txt = srv_metrics_render(s->metrics, extra, &len);
-    if (!txt) return MHD_NO;
+    if (!txt) return send_oom(cs, c);
     return send_buf(cs, c, 200, txt, len, "text/plain; version=0.0.4; charset=utf-8", NULL, NULL);
 }
 
@@ -422,11 +531,15 @@ static enum MHD_Result answer_concepts_get(conn_state *cs, struct MHD_Connection
             cJSON_AddStringToObject(o, "name", list[i].name);
             cJSON_AddNumberToObject(o, "images", list[i].images);
             cJSON_AddNumberToObject(o, "created", list[i].created);
-            cJSON_AddItemToArray(arr, o);
+            push_or_free(arr, o);
         }
         free(list);
         char *t = cJSON_PrintUnformatted(j);
         cJSON_Delete(j);
+        if (oom_since_start(cs)) {
+            free(t);
+            return send_oom(cs, c);
+        }
         return send_json(cs, c, 200, t);
     }
     int D = srv_store_dim(s->store);
@@ -439,6 +552,10 @@ static enum MHD_Result answer_concepts_get(conn_state *cs, struct MHD_Connection
     }
     char *t = concept_json(&in, emb, D);
     free(emb);
+    if (oom_since_start(cs)) {
+        free(t);
+        return send_oom(cs, c);
+    }
     return send_json(cs, c, 200, t);
 }
 
@@ -464,19 +581,24 @@ static enum MHD_Result submit_sync(conn_state *cs, struct MHD_Connection *c) {
 static enum MHD_Result submit_job(conn_state *cs, struct MHD_Connection *c) {
     srv *s = cs->s;
     srv_task *t = cs->task;
-    char id[33];
-    if (srv_jobs_add(s->jobs, id) < 0)
+    char id[33], loc[64];
+    char *body = malloc(160);  // before the job exists: nothing to undo if this fails
+    if (!body) return send_oom(cs, c);
+    int rc = srv_jobs_add(s->jobs, id);
+    if (rc < 0) {
+        free(body);
+        if (rc == CDAM_ENOMEM) return send_oom(cs, c);
         return send_error(cs, c, 503, "queue_full", "too many jobs; try again later");
+    }
     memcpy(t->job_id, id, sizeof id);
     t->t_arrive = cs->t0;
     t->deadline = 0;
     if (srv_submit(s, t) < 0) {
+        free(body);
         srv_jobs_cancel(s->jobs, id);
         return send_error(cs, c, 503, "queue_full", "the work queue is full; try again later");
     }
     cs->task = NULL;  // the worker owns it now
-    char *body = malloc(160), loc[64];
-    if (!body) return MHD_NO;
     snprintf(body, 160, "{\"id\":\"%s\",\"state\":\"queued\",\"progress\":0,\"href\":\"/jobs/%s\"}", id, id);
     snprintf(loc, sizeof loc, "/jobs/%s", id);
     return send_buf(cs, c, 202, body, strlen(body), "application/json", "Location", loc);
@@ -596,18 +718,21 @@ static enum MHD_Result answer_static(conn_state *cs, struct MHD_Connection *c, c
     if (!realpath(s->cfg.static_dir, root)) return send_error(cs, c, 404, "not_found", "no such file");
     int k = snprintf(want, sizeof want, "%s%s", root, url);
     if (k <= 0 || (size_t)k >= sizeof want) return send_error(cs, c, 404, "not_found", "no such file");
+    // the real path first (a symlinked directory pointing out is not even redirected)
+    size_t rl = strlen(root);
+    if (!realpath(want, real) || strncmp(real, root, rl) || (real[rl] != '/' && real[rl] != 0))
+        return send_error(cs, c, 404, "not_found", "no such file: %.200s", url);
     struct stat st;
-    if (stat(want, &st) == 0 && S_ISDIR(st.st_mode)) {
+    if (stat(real, &st) == 0 && S_ISDIR(st.st_mode)) {
         if (url[strlen(url) - 1] != '/') {  // "/examples" -> "/examples/"
             char *body = strdup(""), loc[300];
             snprintf(loc, sizeof loc, "%.290s/", url);
             return send_buf(cs, c, 301, body, 0, NULL, "Location", loc);
         }
-        strncat(want, "index.html", sizeof want - strlen(want) - 1);
+        snprintf(want, sizeof want, "%s/index.html", real);
+        if (!realpath(want, real) || strncmp(real, root, rl) || (real[rl] != '/' && real[rl] != 0))
+            return send_error(cs, c, 404, "not_found", "no such file: %.200s", url);
     }
-    size_t rl = strlen(root);
-    if (!realpath(want, real) || strncmp(real, root, rl) || (real[rl] != '/' && real[rl] != 0))
-        return send_error(cs, c, 404, "not_found", "no such file: %.200s", url);
     int fd = open(real, O_RDONLY | O_CLOEXEC);
     if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
         if (fd >= 0) close(fd);
@@ -642,9 +767,20 @@ static enum MHD_Result dispatch(conn_state *cs, struct MHD_Connection *c, const 
     if (cs->too_big)
         return send_error(cs, c, 413, "body_too_large", "the request body is over the limit of %ld MB", s->cfg.max_body_mb);
     switch (cs->route) {
-    case R_HEALTHZ:
-        if (!atomic_load(&s->ready)) return send_json(cs, c, 503, strdup("{\"status\":\"loading\"}"));
-        return send_json(cs, c, 200, strdup("{\"status\":\"ok\"}"));
+    case R_HEALTHZ: {  // from static text: the probe answers even when memory is short
+        static const char ok[] = "{\"status\":\"ok\"}", loading[] = "{\"status\":\"loading\"}";
+        int up = atomic_load(&s->ready);
+        struct MHD_Response *r = MHD_create_response_from_buffer(up ? sizeof ok - 1 : sizeof loading - 1,
+                                                                 (void *)(up ? ok : loading), MHD_RESPMEM_PERSISTENT);
+        if (!r) return MHD_NO;
+        MHD_add_response_header(r, "Content-Type", "application/json");
+        add_common_headers(cs, c, r);
+        cs->status = up ? 200 : 503;
+        cs->bytes = up ? sizeof ok - 1 : sizeof loading - 1;
+        enum MHD_Result ret = MHD_queue_response(c, (unsigned)cs->status, r);
+        MHD_destroy_response(r);
+        return ret;
+    }
     case R_MODEL: return answer_model(cs, c);
     case R_METRICS: return answer_metrics(cs, c);
     case R_EXPLAIN: return handle_explain(cs, c);
@@ -665,6 +801,7 @@ static enum MHD_Result dispatch(conn_state *cs, struct MHD_Connection *c, const 
         if (!strcmp(m, "DELETE") && srv_jobs_cancel(s->jobs, cs->id) < 0)
             return send_error(cs, c, 404, "not_found", "no job has the id \"%.64s\" (finished jobs expire after %ld s)", cs->id, s->cfg.job_ttl_s);
         char *j = srv_jobs_get_json(s->jobs, cs->id);
+        if (!j && srv_jobs_exists(s->jobs, cs->id)) return send_oom(cs, c);
         if (!j) return send_error(cs, c, 404, "not_found", "no job has the id \"%.64s\" (finished jobs expire after %ld s)", cs->id, s->cfg.job_ttl_s);
         return send_json(cs, c, 200, j);
     }
@@ -678,11 +815,24 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     (void)version;
     srv *s = cls;
     conn_state *cs = *con_cls;
+    if (cs == &oom_state) {  // no state: the body is read and dropped, then 500
+        if (*upload_size) {
+            *upload_size = 0;
+            return MHD_YES;
+        }
+        return send_oom(NULL, c);
+    }
     if (!cs) {  // headers are in: decide early what can be refused before the body
-        if (!(cs = calloc(1, sizeof *cs))) return MHD_NO;
+        track_waiting(c, 0);
+        srv_request_hook(MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Fault-Alloc"));
+        if (!(cs = calloc(1, sizeof *cs))) {  // answered 500 once the body is in (a client
+            *con_cls = &oom_state;             // still sending it would see a reset)
+            return MHD_YES;
+        }
         *con_cls = cs;
         cs->s = s;
         cs->t0 = srv_now();
+        cs->oom0 = srv_oom_count();
         snprintf(cs->method, sizeof cs->method, "%s", method);
         snprintf(cs->path, sizeof cs->path, "%s", url);
         cs->route = route_of(url, cs->id, sizeof cs->id);
@@ -740,8 +890,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         if (cs->multipart) {
             if (!cs->pp_failed && MHD_post_process(cs->pp, upload_data, n) != MHD_YES) cs->pp_failed = 1;
         } else {
-            if (grow((unsigned char **)&cs->body, &cs->cap, cs->len + n + 1) < 0) {
-                cs->too_big = 1;
+            if (cs->body_oom || grow((unsigned char **)&cs->body, &cs->cap, cs->len + n + 1) < 0) {
+                cs->body_oom = 1;  // the rest is read and dropped; answered 500
                 return MHD_YES;
             }
             memcpy(cs->body + cs->len, upload_data, n);
@@ -754,7 +904,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         cs->task = NULL;
         char *body = t->body;
         t->body = NULL;
-        enum MHD_Result r = send_buf(cs, c, t->status, body, t->body_len, t->content_type, NULL, NULL);
+        enum MHD_Result r = body || t->status == 204 ? send_buf(cs, c, t->status, body, t->body_len, t->content_type, NULL, NULL)
+                                                     : send_oom(cs, c);  // the worker could not write its answer
         srv_task_free(t);
         if (cs->counted) atomic_fetch_sub(&s->inflight, 1);  // answered: SIGTERM's drain may now end
         cs->counted = 0;
@@ -769,9 +920,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode why) {
-    (void)c;
     srv *s = cls;
+    track_waiting(c, 1);  // a kept-alive connection: the next request's headers are due
     conn_state *cs = *con_cls;
+    if (cs == &oom_state) {
+        srv_log("request answered 500: out of memory for its state");
+        *con_cls = NULL;
+        return;
+    }
     if (!cs) return;
     double dt = srv_now() - cs->t0;
     int status = cs->status ? cs->status : 499;
@@ -818,10 +974,13 @@ int srv_http_start(srv *s, int *port, char *err) {
                                  MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
                                  MHD_OPTION_THREAD_POOL_SIZE, (unsigned)2,
                                  MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
-                                 MHD_OPTION_CONNECTION_LIMIT, (unsigned)512,
-                                 MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)128,
-                                 MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
+                                 MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
+                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)s->cfg.timeout_s,
+                                 MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->cfg.max_connections,
+                                 MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)s->cfg.max_connections_per_ip,
+                                 // libmicrohttpd keeps about half of a connection's memory for the
+                                 // answer: headers of max_header_kb need twice that, and a margin
+                                 MHD_OPTION_CONNECTION_MEMORY_LIMIT, ((size_t)s->cfg.max_header_kb * 2 + 8) * 1024,
                                  MHD_OPTION_END);
     if (!s->daemon) return cdam_fail(err, CDAM_EIO, "cannot listen on %s:%d: %s", host, s->cfg.port, strerror(errno));
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);

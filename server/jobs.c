@@ -198,7 +198,7 @@ char *srv_jobs_get_json(srv_jobs *j, const char *id) {
     if (ok && jb->state == SRV_JOB_FAILED) {
         cJSON *e = cJSON_AddObjectToObject(o, "error");
         ok = e && cJSON_AddStringToObject(e, "code", jb->err_code ? jb->err_code : "internal") &&
-             cJSON_AddStringToObject(e, "message", jb->err_msg ? jb->err_msg : "");
+             cJSON_AddStringToObject(e, "message", jb->err_msg ? jb->err_msg : "the job failed (out of memory)");
     }
     char *head = ok ? cJSON_PrintUnformatted(o) : NULL;
     cJSON_Delete(o);
@@ -219,6 +219,14 @@ char *srv_jobs_get_json(srv_jobs *j, const char *id) {
 done:
     pthread_mutex_unlock(&j->mu);
     return out;
+}
+
+int srv_jobs_exists(srv_jobs *j, const char *id) {
+    if (!j) return 0;
+    pthread_mutex_lock(&j->mu);
+    int yes = find(j, id) != NULL;
+    pthread_mutex_unlock(&j->mu);
+    return yes;
 }
 
 int srv_jobs_cancel(srv_jobs *j, const char *id) {

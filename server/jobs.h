@@ -80,6 +80,9 @@ void srv_jobs_finish(srv_jobs *j, const char *id, srv_job_state state, char *res
 //    "error": {"code": "...", "message": "..."} (state failed only)}
 // created is unix seconds (CLOCK_REALTIME) of srv_jobs_add.
 char *srv_jobs_get_json(srv_jobs *j, const char *id);
+// 1 if a job has this id (queued, running or finished and not yet expired), else 0:
+// tells "unknown" from "out of memory" when srv_jobs_get_json gives NULL.
+int srv_jobs_exists(srv_jobs *j, const char *id);
 
 // Client: cancels a queued or running job: its state becomes cancelled at once (a running
 // worker finds out through srv_jobs_progress). A finished job is left as it is. Returns

@@ -12,6 +12,7 @@
 
 #include "errors.h"
 #include "srv.h"
+#include "util.h"
 
 double srv_now(void) {
     struct timespec ts;
@@ -104,6 +105,7 @@ static double drain_until;
 static void on_housekeeping(uv_timer_t *t) {
     (void)t;
     srv_jobs_expire(S.jobs, srv_wall());
+    srv_http_sweep(&S);
 }
 
 static void on_drain(uv_timer_t *t) {
@@ -132,10 +134,12 @@ static void on_signal(uv_signal_t *h, int signum) {
 
 int main(int argc, char **argv) {
     uv_mutex_init(&log_lock);
+    srv_json_init();  // before any thread: cJSON's out-of-memory becomes visible (util.h)
     long ncores = sysconf(_SC_NPROCESSORS_ONLN);
     if (ncores < 1) ncores = 1;
     long port = 8080, workers = 0, tpw = 0, queue = 16, cache_mb = 256, max_body_mb = 32, max_size = 0, deadline_ms = 60000,
-         job_ttl_s = 600, max_jobs = 256, max_mpix = 40, drain_ms = 10000, tam_sync = 50;
+         job_ttl_s = 600, max_jobs = 256, max_mpix = 40, drain_ms = 10000, tam_sync = 50, timeout_s = 60,
+         max_conn = 512, max_conn_ip = 128, max_header_kb = 32;
     srv_config *cfg = &S.cfg;
     cfg->host = "127.0.0.1";
     cfg->data_dir = "data";
@@ -159,6 +163,11 @@ int main(int argc, char **argv) {
         {"max-jobs", "CDAM_MAX_JOBS", "jobs kept at once", 'i', &max_jobs, 1, 100000},
         {"tam-sync-gflop", "CDAM_TAM_SYNC_GFLOP", "TAM above this much work always runs as a job", 'i', &tam_sync, 0, 1000000},
         {"drain-ms", "CDAM_DRAIN_MS", "on SIGTERM, how long in-flight requests may finish", 'i', &drain_ms, 0, 600000},
+        {"timeout-s", "CDAM_TIMEOUT_S", "close a connection idle this long, or whose headers take longer", 'i', &timeout_s, 1, 3600},
+        {"max-connections", "CDAM_MAX_CONNECTIONS", "open connections at most", 'i', &max_conn, 1, 100000},
+        {"max-connections-per-ip", "CDAM_MAX_CONNECTIONS_PER_IP", "open connections per client address (0: no limit)", 'i',
+         &max_conn_ip, 0, 100000},
+        {"max-header-kb", "CDAM_MAX_HEADER_KB", "request line + headers at most, in KB (larger: 431 or 414)", 'i', &max_header_kb, 2, 1024},
         {"cors", "CDAM_CORS", "allowed origins, comma-separated, or * (default: none)", 's', &cfg->cors, 0, 0},
         {"api-key", "CDAM_API_KEY", "require Authorization: Bearer KEY (default: none)", 's', &cfg->api_key, 0, 0},
     };
@@ -228,6 +237,10 @@ int main(int argc, char **argv) {
     cfg->max_pixels = max_mpix * 1000000L;
     cfg->drain_ms = drain_ms;
     cfg->tam_sync_gflop = tam_sync;
+    cfg->timeout_s = (int)timeout_s;
+    cfg->max_connections = (int)max_conn;
+    cfg->max_connections_per_ip = (int)max_conn_ip;
+    cfg->max_header_kb = (int)max_header_kb;
 
     char err[CDAM_ERR_MAX];
     S.t_start = srv_now();
@@ -259,6 +272,16 @@ int main(int argc, char **argv) {
         srv_log("cannot start the workers: %s", err);
         return 1;
     }
+    // Signals are caught before the first request can arrive: a SIGTERM right after start
+    // drains (delivered once the loop runs) instead of killing the process.
+    uv_loop_t *loop = uv_default_loop();
+    uv_timer_init(loop, &housekeeping);
+    uv_timer_start(&housekeeping, on_housekeeping, 250, 250);
+    uv_timer_init(loop, &drain_timer);
+    uv_signal_init(loop, &sigterm);
+    uv_signal_start(&sigterm, on_signal, SIGTERM);
+    uv_signal_init(loop, &sigint);
+    uv_signal_start(&sigint, on_signal, SIGINT);
     atomic_store(&S.ready, 1);
     if (srv_http_start(&S, &bound, err) < 0) {
         srv_log("%s", err);
@@ -272,14 +295,6 @@ int main(int argc, char **argv) {
             strchr(cfg->host, ':') ? "]" : "", bound);
     fflush(stderr);
 
-    uv_loop_t *loop = uv_default_loop();
-    uv_timer_init(loop, &housekeeping);
-    uv_timer_start(&housekeeping, on_housekeeping, 1000, 1000);
-    uv_timer_init(loop, &drain_timer);
-    uv_signal_init(loop, &sigterm);
-    uv_signal_start(&sigterm, on_signal, SIGTERM);
-    uv_signal_init(loop, &sigint);
-    uv_signal_start(&sigint, on_signal, SIGINT);
     uv_run(loop, UV_RUN_DEFAULT);
 
     srv_workers_stop(&S);   // answers what is still queued, joins the workers

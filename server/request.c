@@ -126,6 +126,22 @@ static int add_list(cJSON *obj, const char *key, const char *text, int numbers) 
     return 0;
 }
 
+// "H W", "H,W", "HxW" (separators: any run of spaces, commas and x) -> 0, or -1 when the
+// text is not exactly two decimal integers so separated. strtol, not sscanf("%d"), whose
+// behaviour on out-of-range text is undefined; out-of-range values saturate at LONG_MIN/MAX.
+static int size_pair(const char *p, long *h, long *w) {
+    char *end;
+    if (!isdigit((unsigned char)*p) && *p != '-' && *p != '+') return -1;
+    *h = strtol(p, &end, 10);
+    if (end == p || !strchr(" ,x", *end) || !*end) return -1;
+    p = end;
+    while (*p && strchr(" ,x", *p)) p++;
+    if (!isdigit((unsigned char)*p) && *p != '-' && *p != '+') return -1;
+    *w = strtol(p, &end, 10);
+    if (end == p) return -1;
+    return *skip_ws(end) == 0 ? 0 : -1;
+}
+
 int srv_fields_add(cJSON *obj, const char *key, const char *text) {
     cJSON *v = NULL;
     double d;
@@ -135,8 +151,9 @@ int srv_fields_add(cJSON *obj, const char *key, const char *text) {
             cJSON *j = cJSON_Parse(p);
             if (j && cJSON_IsArray(j)) {
                 cJSON_DeleteItemFromObjectCaseSensitive(obj, key);
-                cJSON_AddItemToObject(obj, key, j);
-                return 0;
+                if (cJSON_AddItemToObject(obj, key, j)) return 0;
+                cJSON_Delete(j);  // not added (out of memory): still ours
+                return -1;
             }
             cJSON_Delete(j);
         }
@@ -144,9 +161,9 @@ int srv_fields_add(cJSON *obj, const char *key, const char *text) {
     }
     if (!strcmp(key, "size")) {
         const char *p = skip_ws(text);
-        int h, w, k = -1;
+        long h, w;
         if (*p == '[') v = cJSON_Parse(p);
-        else if (sscanf(p, "%d%*[ ,x]%d%n", &h, &w, &k) == 2 && k > 0 && *skip_ws(p + k) == 0) {
+        else if (size_pair(p, &h, &w) == 0) {  // numbers beyond int stay numbers: the validator says bad_size
             v = cJSON_CreateArray();
             if (v) {
                 cJSON_AddItemToArray(v, cJSON_CreateNumber(h));
@@ -167,8 +184,9 @@ int srv_fields_add(cJSON *obj, const char *key, const char *text) {
     if (!v) v = cJSON_CreateString(text);
     if (!v) return -1;
     cJSON_DeleteItemFromObjectCaseSensitive(obj, key);
-    cJSON_AddItemToObject(obj, key, v);
-    return 0;
+    if (cJSON_AddItemToObject(obj, key, v)) return 0;
+    cJSON_Delete(v);  // not added (out of memory): still ours
+    return -1;
 }
 
 /* ---- POST /explain fields ------------------------------------------------------------ */

@@ -49,6 +49,9 @@ typedef struct {
     long max_pixels;         // decoder limit per image
     long drain_ms;           // SIGTERM: how long in-flight requests may still take
     long tam_sync_gflop;     // TAM above this much work runs as a job even without async
+    int timeout_s;           // idle connection timeout; also the time allowed for a request's headers
+    int max_connections, max_connections_per_ip;  // 0 per IP: no limit
+    int max_header_kb;       // per-connection buffer: request line + headers must fit
 } srv_config;
 
 typedef enum { SRV_TASK_EXPLAIN, SRV_TASK_CONCEPT } srv_task_kind;
@@ -119,6 +122,10 @@ int srv_queue_depth(srv *s);
 // *port gets the bound port. 0 or -1 (err filled).
 int srv_http_start(srv *s, int *port, char *err);
 void srv_http_quiesce(srv *s);
+// Closes the connections that have waited longer than cfg.timeout_s for complete request
+// headers (libmicrohttpd's timeout is only an idle one: a client trickling its headers
+// byte by byte is never idle). Called from the main loop a few times a second.
+void srv_http_sweep(srv *s);
 void srv_http_stop(srv *s);
 
 // JSON error body {"error": {"code", "message"}} (malloc'd).

@@ -176,23 +176,41 @@ static int load_file(srv_store *st, const char *fname, char *why, size_t whycap)
     }
     close(fd);
     text[got] = 0;
-    if (strlen(text) != got) { snprintf(why, whycap, "contains a NUL byte"); free(text); return CDAM_EFORMAT; }
+    float *emb = malloc(sizeof *emb * (size_t)st->dim);
+    if (!emb) { free(text); snprintf(why, whycap, "out of memory"); return CDAM_ENOMEM; }
+    srv_concept_info info;
+    int rc = srv_store_parse_concept(text, got, fname, st->dim, &info, emb, why, whycap);
+    free(text);
+    if (!rc && (rc = reserve(st, st->n + 1))) snprintf(why, whycap, "out of memory");
+    if (rc) { free(emb); return rc; }
+    concept *c = &st->items[st->n++];
+    memset(c, 0, sizeof *c);
+    c->info = info;
+    c->emb = emb;
+    return 0;
+}
 
+int srv_store_parse_concept(const char *text, size_t len, const char *id, int dim, srv_concept_info *info, float *emb,
+                            char *why, size_t whycap) {
+    if (len > max_file_size(dim)) {
+        snprintf(why, whycap, "too large (%zu bytes, at most %zu expected)", len, max_file_size(dim));
+        return CDAM_ELIMIT;
+    }
+    if (strlen(text) != len) { snprintf(why, whycap, "contains a NUL byte"); return CDAM_EFORMAT; }
     int rc = CDAM_EFORMAT;
-    float *emb = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(text, got + 1, NULL, 1);  // length incl. the NUL
+    cJSON *root = cJSON_ParseWithLengthOpts(text, len + 1, NULL, 1);  // length incl. the NUL
     if (!root) {
-        snprintf(why, whycap, got ? "not valid JSON" : "empty file");
+        snprintf(why, whycap, len ? "not valid JSON" : "empty file");
         goto out;
     }
-    const cJSON *id = cJSON_GetObjectItemCaseSensitive(root, "id");
+    const cJSON *idv = cJSON_GetObjectItemCaseSensitive(root, "id");
     const cJSON *name = cJSON_GetObjectItemCaseSensitive(root, "name");
     const cJSON *images = cJSON_GetObjectItemCaseSensitive(root, "images");
     const cJSON *created = cJSON_GetObjectItemCaseSensitive(root, "created");
-    const cJSON *dim = cJSON_GetObjectItemCaseSensitive(root, "dim");
+    const cJSON *dimv = cJSON_GetObjectItemCaseSensitive(root, "dim");
     const cJSON *embv = cJSON_GetObjectItemCaseSensitive(root, "embedding");
     if (!cJSON_IsObject(root)) { snprintf(why, whycap, "not a JSON object"); goto out; }
-    if (!cJSON_IsString(id) || strlen(id->valuestring) != 32 || strncmp(id->valuestring, fname, 32) != 0) {
+    if (!cJSON_IsString(idv) || strlen(idv->valuestring) != 32 || strncmp(idv->valuestring, id, 32) != 0) {
         snprintf(why, whycap, "\"id\" missing or not matching the file name");
         goto out;
     }
@@ -209,16 +227,15 @@ static int load_file(srv_store *st, const char *fname, char *why, size_t whycap)
         snprintf(why, whycap, "\"created\" missing or not a finite number >= 0");
         goto out;
     }
-    if (!cJSON_IsNumber(dim) || dim->valuedouble != st->dim) {
-        if (cJSON_IsNumber(dim)) snprintf(why, whycap, "\"dim\" is %.17g, the store holds %d", dim->valuedouble, st->dim);
+    if (!cJSON_IsNumber(dimv) || dimv->valuedouble != dim) {
+        if (cJSON_IsNumber(dimv)) snprintf(why, whycap, "\"dim\" is %.17g, the store holds %d", dimv->valuedouble, dim);
         else snprintf(why, whycap, "\"dim\" missing or not a number");
         goto out;
     }
     if (!cJSON_IsArray(embv)) { snprintf(why, whycap, "\"embedding\" missing or not an array"); goto out; }
-    if (!(emb = malloc(sizeof *emb * (size_t)st->dim))) { rc = CDAM_ENOMEM; snprintf(why, whycap, "out of memory"); goto out; }
     int count = cJSON_GetArraySize(embv);
-    if (count != st->dim) {
-        snprintf(why, whycap, "\"embedding\" has %d values, dim is %d", count, st->dim);
+    if (count != dim) {
+        snprintf(why, whycap, "\"embedding\" has %d values, dim is %d", count, dim);
         goto out;
     }
     int k = 0;
@@ -231,20 +248,14 @@ static int load_file(srv_store *st, const char *fname, char *why, size_t whycap)
         }
         emb[k] = f;
     }
-    if ((rc = reserve(st, st->n + 1))) { snprintf(why, whycap, "out of memory"); goto out; }
-    concept *c = &st->items[st->n++];
-    memset(c, 0, sizeof *c);
-    memcpy(c->info.id, fname, 32);
-    snprintf(c->info.name, sizeof c->info.name, "%s", name->valuestring);
-    c->info.images = (int)images->valuedouble;
-    c->info.created = created->valuedouble;
-    c->emb = emb;
-    emb = NULL;
+    memset(info, 0, sizeof *info);
+    memcpy(info->id, id, 32);
+    snprintf(info->name, sizeof info->name, "%s", name->valuestring);
+    info->images = (int)images->valuedouble;
+    info->created = created->valuedouble;
     rc = 0;
 out:
     cJSON_Delete(root);
-    free(emb);
-    free(text);
     return rc;
 }
 

@@ -32,6 +32,8 @@
 #ifndef CDAM_SRV_STORE_H
 #define CDAM_SRV_STORE_H
 
+#include <stddef.h>
+
 #include "errors.h"
 
 #define SRV_STORE_MAX 10000
@@ -59,6 +61,14 @@ typedef void (*srv_log_fn)(void *ctx, const char *msg);
 // (and reported). Returns 0 and *out, or CDAM_EINVAL (bad dim, NULL dir/out), CDAM_EIO
 // (dir cannot be created, opened or listed), CDAM_ENOMEM; err gets the reason.
 int srv_store_open(const char *dir, int dim, srv_log_fn log, void *log_ctx, srv_store **out, char *err);
+
+// Validates the text of one concept file exactly as srv_store_open does for each file:
+// text holds len bytes followed by a NUL, id is the 32 hex characters of its file name,
+// dim the store's embedding size. Returns 0 with *info and emb (dim floats) filled, or
+// CDAM_ELIMIT (too large) / CDAM_EFORMAT with the reason in why (whycap bytes);
+// allocates nothing that outlives the call. Used by srv_store_open and tests/fuzz.
+int srv_store_parse_concept(const char *text, size_t len, const char *id, int dim, srv_concept_info *info, float *emb,
+                            char *why, size_t whycap);
 
 // Frees the store (the files stay). NULL is ignored.
 void srv_store_close(srv_store *st);

@@ -1,6 +1,7 @@
 /* util.c - see util.h. */
 #include "util.h"
 
+#include <cJSON.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -71,3 +72,22 @@ int srv_random_id(char id[33]) {
     id[32] = 0;
     return 0;
 }
+
+static _Thread_local unsigned long oom_failures;
+
+static void *json_malloc(size_t n) {
+    void *p = malloc(n);
+    if (!p) oom_failures++;
+    return p;
+}
+
+static void json_free(void *p) { free(p); }
+
+void srv_json_init(void) {
+    cJSON_Hooks h = {json_malloc, json_free};
+    cJSON_InitHooks(&h);
+}
+
+unsigned long srv_oom_count(void) { return oom_failures; }
+
+__attribute__((weak)) void srv_request_hook(const char *fault_alloc) { (void)fault_alloc; }

@@ -30,4 +30,18 @@ void srv_buf_float(srv_buf *b, double v);
 // 16 random bytes as 32 lowercase hex characters. 0, or -1 with errno.
 int srv_random_id(char id[33]);
 
+// Routes cJSON's allocations through malloc plus a per-thread count of failures, so
+// that a NULL from cJSON can be told apart as "out of memory" rather than "bad input".
+// Call once at start, before any other thread uses cJSON.
+void srv_json_init(void);
+// Allocation failures seen so far by cJSON on the calling thread (monotonic): a request
+// compares it before and after parsing or building JSON.
+unsigned long srv_oom_count(void);
+
+// Called at the start of every HTTP request with the value of its X-Fault-Alloc header
+// (NULL when absent). A no-op here (weak); the fault-injection build
+// (build/cdam-server-fault, tests/fault/fault_alloc.c) overrides it to arm allocation
+// failures. Production binaries ignore the header.
+void srv_request_hook(const char *fault_alloc);
+
 #endif

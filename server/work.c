@@ -405,14 +405,22 @@ static void run_concept(srv_worker *w, srv_task *t) {
     }
     float *emb = (float *)w->scores;  // D floats of scratch
     for (int d = 0; d < c->D; d++) emb[d] = (float)(w->acc[d] / t->nimages);
+    // The answer's buffer comes before the store: once the concept is stored, writing the
+    // answer cannot fail (else a client told 500 would find the concept listed).
+    size_t cap = 1024 + 6 * strlen(t->name) + (size_t)c->D * 20;  // name escaped, "%.9g," per float
+    srv_buf b = {malloc(cap), 0, cap, 0};
+    if (!b.p) {
+        task_error(t, 500, "internal", "out of memory writing the answer");
+        return;
+    }
     srv_concept_info info;
     if ((rc = srv_store_add(s->store, t->name, t->nimages, emb, &info, err)) < 0) {
+        free(b.p);
         if (rc == CDAM_ENOSPC) task_error(t, 507, "storage_full", "the concept could not be stored: %s", err);
         else if (rc == CDAM_ELIMIT) task_error(t, 507, "storage_full", "%s", err);
         else task_error(t, 500, "internal", "the concept could not be stored: %s", err);
         return;
     }
-    srv_buf b = {0};
     srv_buf_add(&b, "{\"id\":");
     srv_buf_str(&b, info.id);
     srv_buf_add(&b, ",\"name\":");

@@ -372,6 +372,48 @@ static void test_dht_guard(void) {
     free(base);
 }
 
+/* ---- PNG with empty IDAT chunks (stb 2.27: NULL + 0, found by tests/fuzz) ------------ */
+
+// Empty IDAT chunks before and between the data decode exactly as the file without them;
+// an empty IDAT alone is still a corrupt PNG.
+static void test_empty_idat(void) {
+    const char *files[] = {"rgb8.png", "rgb16.png", "palette_trns.png"};
+    static const uint8_t empty[12] = {0, 0, 0, 0, 'I', 'D', 'A', 'T', 0x35, 0xAF, 0x06, 0x1E};
+    char err[CDAM_ERR_MAX];
+    for (int f = 0; f < 3; f++) {
+        size_t len;
+        uint8_t *d = slurp_img(files[f], &len);
+        if (!d) continue;
+        uint8_t *idat = memmem(d, len, "IDAT", 4);
+        CHECK(idat != NULL, "%s has an IDAT", files[f]);
+        if (!idat) { free(d); continue; }
+        size_t at = (size_t)(idat - 4 - d);  // the first IDAT's length field
+        uint8_t *m = malloc(len + 36);
+        memcpy(m, d, at);
+        memcpy(m + at, empty, 12);
+        memcpy(m + at + 12, empty, 12);
+        memcpy(m + at + 24, d + at, len - at);
+        size_t iend = len + 24 - 12;  // an empty IDAT before IEND too
+        memmove(m + iend + 12, m + iend, 12);
+        memcpy(m + iend, empty, 12);
+        img_rgb8 a, b;
+        int ra = img_decode(d, len, 0, &a, err), rb = img_decode(m, len + 36, 0, &b, err);
+        CHECK(ra == 0 && rb == 0 && a.w == b.w && a.h == b.h && !memcmp(a.px, b.px, (size_t)a.w * a.h * 3),
+              "%s with empty IDAT chunks decodes the same: %s", files[f], rb ? err : "ok");
+        img_free(&a);
+        img_free(&b);
+        // only empty IDATs: no image data at all
+        uint8_t *e = malloc(33 + 12 + 12);
+        memcpy(e, d, 33);  // signature + IHDR
+        memcpy(e + 33, empty, 12);
+        memcpy(e + 45, d + len - 12, 12);  // IEND
+        CHECK(img_decode(e, 57, 0, &a, err) == CDAM_EFORMAT && a.px == NULL, "%s: empty IDAT only: %s", files[f], err);
+        free(e);
+        free(m);
+        free(d);
+    }
+}
+
 /* ---- truncation and mutation: never crash ---------------------------------------- */
 
 static void test_robustness(void) {
@@ -570,6 +612,7 @@ int main(void) {
     test_errors();
     test_exif();
     test_dht_guard();
+    test_empty_idat();
     test_robustness();
     test_resize();
     test_photos();

@@ -167,6 +167,43 @@ int main(void) {
     expect_fail1("head of wrong width", edited("head.safetensors", "\"shape\":[7,32]", "\"shape\":[14,16]"), CDAM_EFORMAT,
                  "head.weight", "(C, 32)");
 
+    // Metadata that is finite as a double but not as a float (found by tests/fuzz).
+    expect_fail1("mean overflows float", edited("mean.safetensors", "\"num_heads\":\"2\"", "\"num_heads\":\"2\",\"mean\":\"[1e300,0,0]\""),
+                 CDAM_EFORMAT, "metadata mean", NULL);
+    expect_fail1("std overflows float", edited("std.safetensors", "\"num_heads\":\"2\"", "\"num_heads\":\"2\",\"std\":\"[1,1e39,1]\""),
+                 CDAM_EFORMAT, "metadata std", NULL);
+    expect_fail1("ln_eps underflows float", edited("eps.safetensors", "\"num_heads\":\"2\"", "\"num_heads\":\"2\",\"ln_eps\":\"1e-300\""),
+                 CDAM_EFORMAT, "ln_eps", NULL);
+    // A shape whose element count wraps to 0 in 64 bits (found by tests/fuzz).
+    {
+        const char hdr[] = "{\"a\":{\"dtype\":\"F64\",\"shape\":[1099511627776,1099511627776],\"data_offsets\":[0,0]}}";
+        uint8_t buf[128] = {0};
+        uint64_t hl = sizeof hdr - 1;
+        for (int i = 0; i < 8; i++) buf[i] = (uint8_t)(hl >> (8 * i));
+        memcpy(buf + 8, hdr, hl);
+        st_file f;
+        CHECK(st_parse(buf, 8 + hl, "wrap", &f, err) == CDAM_EFORMAT && strstr(err, "shape too large"), "wrapping shape: %s", err);
+    }
+    // From memory: the same model as from the file.
+    {
+        size_t len;
+        uint8_t *b = read_all(TINY, &len);
+        const uint8_t *bufs[1] = {b};
+        const char *names[1] = {"tiny-in-memory"};
+        vit_model *a = NULL, *c = NULL;
+        CHECK(vit_model_load_mem(bufs, &len, names, 1, NULL, &a, err) == 0, "load_mem: %s", err);
+        CHECK(vit_model_load(&TINY, 1, NULL, &c, err) == 0, "load: %s", err);
+        CHECK(a && c && !memcmp(&a->cfg, &c->cfg, sizeof a->cfg) && a->arena_bytes == c->arena_bytes &&
+                  !memcmp(a->arena, c->arena, a->arena_bytes) && !strcmp(a->labels[6], c->labels[6]),
+              "load_mem gives the same model");
+        vit_model_free(a);
+        vit_model_free(c);
+        b[8] = 'x';
+        CHECK(vit_model_load_mem(bufs, &len, names, 1, NULL, &a, err) == CDAM_EFORMAT && a == NULL && strstr(err, "tiny-in-memory"),
+              "load_mem names the buffer: %s", err);
+        free(b);
+    }
+
     // A weight that is NaN or infinite.
     {
         size_t len;

@@ -1,11 +1,12 @@
 #!/bin/sh
 # Installs the Debian packages cdam needs to build and test, and only those that are
 # missing (idempotent; a no-op on a machine that has them all). Run as root, or with
-# sudo available. Usage: tools/install-deps.sh [--ref] [--container] [--test]   (--ref adds
+# sudo available. Usage: tools/install-deps.sh [--ref] [--container] [--test] [--fuzz]   (--ref adds
 # python3-torch etc. for `make test-ref`, regenerating the PyTorch goldens; never needed at
 # run time; --container adds podman and debootstrap for `make container-test`, which builds
 # and runs the Dockerfile's image without a Docker engine; --test adds Chromium (and
-# Node.js if missing) for `make test`'s API and browser tests).
+# Node.js if missing) for `make test`'s API and browser tests; --fuzz adds clang and its
+# libFuzzer/sanitizer runtime for `make fuzz`).
 set -eu
 pkgs="gcc make pkg-config libc6-dev libopenblas-dev libstb-dev libwebp-dev libmicrohttpd-dev libcjson-dev libuv1-dev nettle-dev"
 for arg in "$@"; do
@@ -15,7 +16,9 @@ for arg in "$@"; do
     # make test's end-to-end tests: the API and browser tests run on Node.js (20 or newer;
     # Debian's nodejs only where there is none) and Debian's Chromium
     --test) pkgs="$pkgs chromium"; command -v node >/dev/null 2>&1 || pkgs="$pkgs nodejs npm" ;;
-    *) echo "install-deps: unknown option $arg (--ref, --container, --test)" >&2; exit 2 ;;
+    # make fuzz: Debian 12's clang (14) and the runtime holding libFuzzer and the sanitizers
+    --fuzz) pkgs="$pkgs clang libclang-rt-14-dev" ;;
+    *) echo "install-deps: unknown option $arg (--ref, --container, --test, --fuzz)" >&2; exit 2 ;;
   esac
 done
 missing=""
