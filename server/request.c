@@ -233,8 +233,10 @@ static int int_field(const cJSON *root, const char *key, long lo, long hi, long 
 static int num_field(const cJSON *root, const char *key, double lo, double hi, int lo_open, double *v, srv_error *e) {
     const cJSON *it = cJSON_GetObjectItemCaseSensitive(root, key);
     if (!it || cJSON_IsNull(it)) return 0;
+    // the value is used as a float: an open lower bound must hold after the conversion too
+    // (sigma 1e-63 is > 0 as a double but 0 as a float; found by tests/fuzz)
     if (!cJSON_IsNumber(it) || !isfinite(it->valuedouble) || it->valuedouble > hi ||
-        (lo_open ? it->valuedouble <= lo : it->valuedouble < lo))
+        (lo_open ? it->valuedouble <= lo || (float)it->valuedouble <= (float)lo : it->valuedouble < lo))
         return srv_fail(e, 400, "bad_request", "%s must be a number in %s%g, %g]", key, lo_open ? "(" : "[", lo, hi);
     *v = it->valuedouble;
     return 0;
