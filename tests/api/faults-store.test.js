@@ -12,7 +12,7 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, readdirSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { assertError, b64, call, image, sleep } from './lib/client.js';
-import { DISARM, disarm, startFault, sweep, verdict } from './lib/faults.js';
+import { DISARM, disarm, startFaultWithConcept, sweep, verdict } from './lib/faults.js';
 import { startServer, tempDir } from './lib/server.js';
 
 const IMG = b64('rgb8.png');
@@ -22,10 +22,7 @@ describe('allocation failures on the concept routes (cdam-server-fault)', () => 
   let concept;
   const points = {};
   before(async () => {
-    s = await startFault(['--cache-mb', '0']);
-    const r = await call(s, 'POST', '/concepts', { json: { name: 'fault base', images: [IMG] } });
-    assert.equal(r.status, 201);
-    concept = r.json;
+    ({ s, concept } = await startFaultWithConcept(IMG, ['--cache-mb', '0']));
   });
 
   it('GET /concepts and GET /concepts/{id}', async (t) => {

@@ -14,6 +14,15 @@ export const startFault = (args = []) => {
   return startServer({ args: ['--max-size', '64', '--drain-ms', '5000', ...args], wrap: (_bin, args2) => [FAULT_BIN, args2] });
 };
 
+/** startFault(args) with a concept stored ("fault base", from one image given as base64):
+ *  { s, concept } (concept: the 201 answer). */
+export async function startFaultWithConcept(imageB64, args = []) {
+  const s = await startFault(args);
+  const r = await call(s, 'POST', '/concepts', { json: { name: 'fault base', images: [imageB64] } });
+  assert.equal(r.status, 201, `storing the base concept: ${r.text}`);
+  return { s, concept: r.json };
+}
+
 export const DISARM = Object.freeze({ 'X-Fault-Alloc': '0' });
 
 /** The first "disarmed" line the server logged after stderr offset `seen`:
