@@ -4,10 +4,10 @@
 A small DINO-architecture ViT (patch 8, 96x96 input, so a 12x12 grid) learns to name
 every Fashion-MNIST item in a scene: a 96x96 black canvas holding 1 to 3 items (28x28
 each, as in the dataset, grey replicated to RGB) of distinct classes at random,
-non-overlapping positions (multiples of 4 pixels, so items sit on whole or half
-patches). The head (10 classes) is trained multi-label (binary cross-entropy, an item
-present = positive), so that every item has its own high logit and CDAM can tell the
-items apart.
+non-overlapping positions on a lattice (x, y = 2 + multiples of 8 pixels, so each item
+is centred on a 4x4 block of patches; --pos-step). The head (10 classes) is trained
+multi-label (binary cross-entropy, an item present = positive), so that every item has
+its own high logit and CDAM can tell the items apart.
 
     apt-get install dataset-fashion-mnist python3-torch     # Debian 12
     /usr/bin/python3 tools/train_demo.py [--out models/fashion-vit.safetensors]
@@ -25,14 +25,18 @@ the model). Stored as F16 (the C loader converts to float32); metadata name,
 num_heads, labels, mean, std.
 
 Training: each step takes 48 full scenes of 1 to 3 items plus 160 single-item windows
-(a 4x4-patch window of the canvas, 32x32 pixels, one item at a random position that is a
-multiple of 4, run with the position-embedding rows of a random place in the 12x12 grid:
-17 tokens instead of 145, so the slow part, telling shirts from T-shirts and coats,
-is learnt about 8x cheaper per item, while the full scenes teach finding several items
-among the black background). Multi-label BCE over both; AdamW (lr 1e-3, weight decay
-0.05 on matrices), 200 warmup steps then cosine to zero, gradient clipping 1.0, 6000
-steps; float32 weights with bfloat16 autocast (about 5x faster on a CPU with
-AVX512-BF16; --no-bf16 turns it off).
+(a 4x4-patch window of the canvas, 32x32 pixels, one item on the same lattice, run with
+the position-embedding rows of a random place in the 12x12 grid: 17 tokens instead of
+145, so the slow part, telling shirts from T-shirts and coats, is learnt about 8x cheaper
+per item, while the full scenes teach finding several items among the black background).
+Multi-label BCE over both, plus the head applied to every final-normed patch token against
+the class of the item under it (--token-loss); AdamW (lr 1e-3, weight decay 0.05 on
+matrices), 200 warmup steps then cosine to zero, gradient clipping 1.0, 7000 steps;
+float32 weights with bfloat16 autocast (about 5x faster on a CPU with AVX512-BF16;
+--no-bf16 turns it off). Optional augmentations (off by default, so the committed
+model's recorded command reproduces it): --flip 1 mirrors items left-right, --shift S
+moves an item's content by up to S pixels inside its box. The file's metadata
+"training" records the command.
 
 This module also provides the scene generator used by tools/eval_demo.py.
 """
@@ -92,9 +96,10 @@ def load_fashion(split, data_dir=DATA_DIR):
 class SceneMaker:
     """Builds scenes from a pool of items (images (n, 28, 28) uint8, labels (n,))."""
 
-    def __init__(self, images, labels, seed, step=POS_STEP, flip=False):
-        """flip: mirror each item left-right with probability 1/2 (training only)."""
-        self.images, self.labels, self.step, self.flip = images, labels, step, flip
+    def __init__(self, images, labels, seed, step=POS_STEP, flip=False, shift=0):
+        """flip: mirror each item left-right with probability 1/2; shift: move each item's
+        content by up to shift pixels inside its box (see shift_item). Training only."""
+        self.images, self.labels, self.step, self.flip, self.shift = images, labels, step, flip, shift
         self.by_class = [np.flatnonzero(labels == c) for c in range(len(LABELS))]
         self.rng = np.random.default_rng(seed)
 
@@ -127,6 +132,8 @@ class SceneMaker:
             img = self.images[idx]
             if self.flip and rng.random() < 0.5:
                 img = img[:, ::-1]
+            if self.shift:
+                img = shift_item(img, *rng.integers(-self.shift, self.shift + 1, size=2))
             canvas[y:y + ITEM, x:x + ITEM] = img
             items.append((int(c), idx, int(x), int(y)))
         return canvas, items
@@ -211,9 +218,21 @@ def forward_window(model, x, wy, wx):
     return model.head(h[:, 0]), h[:, 1:]
 
 
-def item_windows(images, labels, rng, n, win, step=1, flip=False):
+def shift_item(img, dx, dy):
+    """The 28x28 item's content moved by (dx, dy) pixels inside its own box, black filling
+    the vacated edge and what leaves the box cropped (the usual pad-and-crop augmentation of
+    Fashion-MNIST). The box stays where it is, so the scene's lattice, the items' boxes and
+    the per-patch targets are unchanged."""
+    out = np.zeros_like(img)
+    h, w = img.shape
+    out[max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = img[max(-dy, 0):h - max(dy, 0), max(-dx, 0):w - max(dx, 0)]
+    return out
+
+
+def item_windows(images, labels, rng, n, win, step=1, flip=False, shift=0):
     """n windows of win x win patches, each one item at a random position (a multiple
-    of step) on black, mirrored left-right with probability 1/2 if flip:
+    of step) on black, mirrored left-right with probability 1/2 if flip, its content
+    moved by up to shift pixels inside its box if shift (shift_item):
     (canvases (n, 8win, 8win) uint8, targets (n, 10), top-left
     patch wy, wx of the window in the native grid)."""
     side = win * PATCH
@@ -224,8 +243,11 @@ def item_windows(images, labels, rng, n, win, step=1, flip=False):
     off = o + rng.integers(0, (side - ITEM - o) // step + 1, size=(n, 2)) * step
     tok = np.zeros((n, win * win, len(LABELS)), np.float32)
     mirror = rng.random(n) < 0.5 if flip else np.zeros(n, bool)
+    moves = rng.integers(-shift, shift + 1, size=(n, 2)) if shift else np.zeros((n, 2), int)
     for i in range(n):
         img = images[pick[i]][:, ::-1] if mirror[i] else images[pick[i]]
+        if shift:
+            img = shift_item(img, *moves[i])
         xs[i, off[i, 1]:off[i, 1] + ITEM, off[i, 0]:off[i, 0] + ITEM] = img
         ys[i, labels[pick[i]]] = 1
         tok[i, patches_in_box(off[i, 0], off[i, 1], win), labels[pick[i]]] = 1
@@ -296,6 +318,9 @@ def main():
     ap.add_argument("--no-bf16", action="store_true", help="train in float32 (slower)")
     ap.add_argument("--flip", type=int, default=0,
                     help="1: mirror training items left-right at random (a label-preserving augmentation)")
+    ap.add_argument("--shift", type=int, default=0,
+                    help="move each training item's content by up to this many pixels inside its box "
+                         "(a label-preserving augmentation; boxes stay on the lattice)")
     ap.add_argument("--init", metavar="FILE", help="start from the weights of a model file (fine-tuning)")
     a = ap.parse_args()
 
@@ -311,7 +336,7 @@ def main():
     mean, std = scene_mean_std(tr_x, tr_y)
     print(f"scene pixel mean {mean} std {std}", flush=True)
 
-    train = SceneMaker(tr_x, tr_y, seed=a.seed + 1, step=a.pos_step, flip=bool(a.flip))
+    train = SceneMaker(tr_x, tr_y, seed=a.seed + 1, step=a.pos_step, flip=bool(a.flip), shift=a.shift)
     val_x, _, val_items = SceneMaker(va_x, va_y, seed=a.seed + 2, step=a.pos_step).batch(500)
     val_in = to_input(val_x, mean, std)
 
@@ -355,7 +380,7 @@ def main():
             tok_y = [token_targets(items).reshape(-1, len(LABELS))]
             if a.windows:
                 wxs, wys, wtok, wy, wx = item_windows(tr_x, tr_y, wrng, a.windows, a.window, a.pos_step,
-                                                           flip=bool(a.flip))
+                                                           flip=bool(a.flip), shift=a.shift)
                 wl, wt = forward_window(model, to_input(wxs, mean, std), torch.from_numpy(wy), torch.from_numpy(wx))
                 logits = torch.cat([logits, wl.float()])
                 ys = np.concatenate([ys, wys])
@@ -378,9 +403,9 @@ def main():
             save_model(a.out, state_for_file(model), a.heads, mean, std, pos_step=a.pos_step)
 
     wall = time.time() - t0
-    extra = {"training": f"tools/train_demo.py --steps {a.steps} --batch {a.batch} --windows {a.windows} "
+    extra = {"training": f"tools/train_demo.py --dim {a.dim} --depth {a.depth} --heads {a.heads} --steps {a.steps} --batch {a.batch} --windows {a.windows} "
                          f"--window {a.window} --pos-step {a.pos_step} --token-loss {a.token_loss} --lr {a.lr} --seed {a.seed}"
-                         f" --flip {a.flip}"
+                         f" --flip {a.flip} --shift {a.shift}"
                          + (f" --warmup {a.warmup} --init {a.init}" if a.init else "")
                          + (" --no-bf16" if a.no_bf16 else "")}
     save_model(a.out, state_for_file(model), a.heads, mean, std, extra, pos_step=a.pos_step)
