@@ -35,7 +35,8 @@ matrices), 200 warmup steps then cosine to zero, gradient clipping 1.0, 7000 ste
 float32 weights with bfloat16 autocast (about 5x faster on a CPU with AVX512-BF16;
 --no-bf16 turns it off). Optional augmentations (off by default, so the committed
 model's recorded command reproduces it): --flip 1 mirrors items left-right, --shift S
-moves an item's content by up to S pixels inside its box. The file's metadata
+moves an item's content by up to S pixels inside its box, --drop-path p is stochastic
+depth (forward_window). The file's metadata
 "training" records the command.
 
 This module also provides the scene generator used by tools/eval_demo.py.
@@ -197,10 +198,13 @@ def sincos_2d(g, dim):
     return np.concatenate([np.zeros((1, dim)), np.concatenate(parts, 1)], 0).astype(np.float32)
 
 
-def forward_window(model, x, wy, wx):
+def forward_window(model, x, wy, wx, drop_path=0.0):
     """Logits of the model on x (B, 3, h*P, w*P), a window of the canvas whose top-left
     patch is (wy[b], wx[b]) in the native grid: each patch gets its own row of the
     position embedding. The full grid (wy = wx = 0, h = w = g0) is the model's forward.
+    drop_path > 0 (training only): stochastic depth, each residual branch (attention, MLP)
+    of each block dropped for a whole sample with that probability and the kept ones
+    scaled by 1 / (1 - drop_path).
     Returns (logits (B, C), final-normed patch tokens (B, h*w, D))."""
     import torch
     B, _, Hpx, Wpx = x.shape
@@ -213,7 +217,12 @@ def forward_window(model, x, wy, wx):
     cls = (model.cls_token[0] + pe[:1]).expand(B, 1, model.dim)
     h = torch.cat([cls, tok], 1)
     for blk in model.blocks:
-        h, _, _ = blk(h)
+        if drop_path > 0:
+            keep = [(torch.rand(B, 1, 1) >= drop_path).to(h.dtype) / (1 - drop_path) for _ in range(2)]
+            h = h + keep[0] * blk.attn(blk.norm1(h))[0]
+            h = h + keep[1] * blk.mlp(blk.norm2(h))
+        else:
+            h, _, _ = blk(h)
     h = model.norm(h)
     return model.head(h[:, 0]), h[:, 1:]
 
@@ -321,6 +330,8 @@ def main():
     ap.add_argument("--shift", type=int, default=0,
                     help="move each training item's content by up to this many pixels inside its box "
                          "(a label-preserving augmentation; boxes stay on the lattice)")
+    ap.add_argument("--drop-path", type=float, default=0.0,
+                    help="stochastic depth: probability of dropping each residual branch for a sample")
     ap.add_argument("--init", metavar="FILE", help="start from the weights of a model file (fine-tuning)")
     a = ap.parse_args()
 
@@ -374,14 +385,20 @@ def main():
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=not a.no_bf16):
-            out = model(to_input(xs, mean, std))
-            logits = out["logits"].float()
-            tok_logits = [model.head(out["norm"][:, 1:]).float().flatten(0, 1)]
+            if a.drop_path:
+                zero = torch.zeros(len(xs), dtype=torch.long)
+                logits, stok = forward_window(model, to_input(xs, mean, std), zero, zero, a.drop_path)
+                logits = logits.float()
+            else:
+                out = model(to_input(xs, mean, std))
+                logits, stok = out["logits"].float(), out["norm"][:, 1:]
+            tok_logits = [model.head(stok).float().flatten(0, 1)]
             tok_y = [token_targets(items).reshape(-1, len(LABELS))]
             if a.windows:
                 wxs, wys, wtok, wy, wx = item_windows(tr_x, tr_y, wrng, a.windows, a.window, a.pos_step,
                                                            flip=bool(a.flip), shift=a.shift)
-                wl, wt = forward_window(model, to_input(wxs, mean, std), torch.from_numpy(wy), torch.from_numpy(wx))
+                wl, wt = forward_window(model, to_input(wxs, mean, std), torch.from_numpy(wy), torch.from_numpy(wx),
+                                        a.drop_path)
                 logits = torch.cat([logits, wl.float()])
                 ys = np.concatenate([ys, wys])
                 tok_logits.append(model.head(wt).float().flatten(0, 1))
@@ -405,7 +422,7 @@ def main():
     wall = time.time() - t0
     extra = {"training": f"tools/train_demo.py --dim {a.dim} --depth {a.depth} --heads {a.heads} --steps {a.steps} --batch {a.batch} --windows {a.windows} "
                          f"--window {a.window} --pos-step {a.pos_step} --token-loss {a.token_loss} --lr {a.lr} --seed {a.seed}"
-                         f" --flip {a.flip} --shift {a.shift}"
+                         f" --flip {a.flip} --shift {a.shift} --drop-path {a.drop_path}"
                          + (f" --warmup {a.warmup} --init {a.init}" if a.init else "")
                          + (" --no-bf16" if a.no_bf16 else "")}
     save_model(a.out, state_for_file(model), a.heads, mean, std, extra, pos_step=a.pos_step)
