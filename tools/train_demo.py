@@ -252,7 +252,7 @@ def item_windows(images, labels, rng, n, win, step=1, flip=False, shift=0):
     off = o + rng.integers(0, (side - ITEM - o) // step + 1, size=(n, 2)) * step
     tok = np.zeros((n, win * win, len(LABELS)), np.float32)
     mirror = rng.random(n) < 0.5 if flip else np.zeros(n, bool)
-    moves = rng.integers(-shift, shift + 1, size=(n, 2)) if shift else np.zeros((n, 2), int)
+    moves = rng.integers(-shift, shift + 1, size=(n, 2)) if shift else None
     for i in range(n):
         img = images[pick[i]][:, ::-1] if mirror[i] else images[pick[i]]
         if shift:
@@ -385,13 +385,9 @@ def main():
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=not a.no_bf16):
-            if a.drop_path:
-                zero = torch.zeros(len(xs), dtype=torch.long)
-                logits, stok = forward_window(model, to_input(xs, mean, std), zero, zero, a.drop_path)
-                logits = logits.float()
-            else:
-                out = model(to_input(xs, mean, std))
-                logits, stok = out["logits"].float(), out["norm"][:, 1:]
+            zero = torch.zeros(len(xs), dtype=torch.long)   # the full grid: the model's forward
+            logits, stok = forward_window(model, to_input(xs, mean, std), zero, zero, a.drop_path)
+            logits = logits.float()
             tok_logits = [model.head(stok).float().flatten(0, 1)]
             tok_y = [token_targets(items).reshape(-1, len(LABELS))]
             if a.windows:
